@@ -23,6 +23,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb", encoding: str | Non
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be read by other tools
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -54,8 +54,9 @@ def _camera_payload(traj: CameraTrajectory | None) -> dict | None:
 
 def editor_payload(target: CameraTrajectory, source: CameraTrajectory | None, points: PointCloud | None) -> dict:
     """What the JS editor draws after a run (``ui.lavr_editor``): paths in the editor's frame, where
-    the source's first camera (or the target's, with no source) is the origin."""
-    anchor = (source or target).c2w[:1]
+    the source's first camera (the identity camera with no source) is the origin, as for the keyframes
+    in ``editor_state``, so that the drawn path and the keyframes share one frame."""
+    anchor = source.c2w[:1] if source is not None else torch.eye(4, dtype=target.c2w.dtype)[None]
     inv = torch.linalg.inv(anchor)
     rel = lambda t: None if t is None else t.replace(c2w=inv @ t.c2w)  # noqa: E731
     pts = None

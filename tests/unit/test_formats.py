@@ -13,7 +13,7 @@ import torch
 from lavr_core.camera.formats import (FORMATS, detect_format, read_colmap, read_nerfstudio, read_realestate10k,
                                       read_recammaster, read_trajectory, recammaster_cam_emb, write_lavr_json,
                                       write_nerfstudio, write_trajectory)
-from lavr_core.camera.formats import _common
+from lavr_core import fileio as lavr_fileio
 from lavr_core.camera.trajectory import CameraTrajectory
 from lavr_core.camera.transforms import axis_angle_to_matrix, invert_pose, make_pose, quat_to_matrix
 from lavr_core.errors import TrajectoryError
@@ -471,7 +471,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(_common.os, "replace", broken_replace)
+    monkeypatch.setattr(lavr_fileio.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         write_trajectory(random_trajectory(T=3, seed=14), p)
     assert p.read_text() == before and no_temp_files(tmp_path)

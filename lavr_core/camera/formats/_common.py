@@ -4,15 +4,14 @@ rigidity checks per frame, name ordering and atomic writes. Nothing here knows a
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ...conventions import ROTATION_TOLERANCE
 from ...errors import TrajectoryError
+from ...fileio import atomic_write_text  # noqa: F401 (re-exported for the format modules)
 from ..transforms import orthonormalize
 
 
@@ -136,24 +135,3 @@ def read_text(path: Path, what: str) -> str:
     except UnicodeDecodeError as e:
         raise TrajectoryError(f"{path}: byte {e.start} is not UTF-8 text, so this is not a {what} file.",
                               "Pass the text file itself (binary files such as COLMAP .bin need converting).") from None
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` so readers never see half a file: a temporary file in the same
-    folder, flushed to disk, then ``os.replace`` (atomic on POSIX and Windows)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
