@@ -114,3 +114,40 @@ def saved_file_ui(path) -> dict:
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(output_dir()))
     sub, name = os.path.split(rel)
     return {"filename": name, "subfolder": sub.replace(os.sep, "/"), "type": "output"}
+
+
+def list_input_files(accept) -> list[str]:
+    """Paths (relative, '/'-separated) under ComfyUI's input folder for which ``accept(dirpath, name)``
+    is true; ``accept(dirpath, None)`` is asked once per folder (a COLMAP model is a folder)."""
+    root = input_dir()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = os.path.relpath(dirpath, root)
+        if accept(dirpath, None, filenames):
+            found.append(rel.replace(os.sep, "/"))
+        found += [os.path.normpath(os.path.join(rel, f)).replace(os.sep, "/")
+                  for f in filenames if accept(dirpath, f, filenames)]
+    return sorted(found) or [""]
+
+
+def resolve_input_path(rel: str, what: str) -> str:
+    """Absolute path of ``rel`` inside ComfyUI's input folder; refuses anything that leaves it."""
+    from lavr_core.errors import InputError
+
+    root = os.path.realpath(input_dir())
+    path = os.path.realpath(os.path.join(root, rel or ""))
+    if not rel or os.path.commonpath([root, path]) != root:
+        raise InputError(f"{what} {rel!r} is not inside ComfyUI's input folder.",
+                         f"Copy it into {root} and pick it from the list.")
+    if not os.path.exists(path):
+        raise InputError(f"{what} {rel!r} does not exist in {root}.", "Refresh the node list (R) and pick again.")
+    return path
+
+
+def input_mtime(rel: str) -> float:
+    """Change marker for ``fingerprint_inputs``: a re-saved input file re-runs the node."""
+    try:
+        return os.path.getmtime(os.path.join(input_dir(), rel or ""))
+    except OSError:
+        return float("nan")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import torch
 from comfy_api.latest import io
@@ -12,7 +11,8 @@ from lavr_core.camera import CameraTrajectory
 from lavr_core.errors import InputError
 from lavr_core.pointcloud import PointCloud
 
-from ._common import LavrNode, PointCloudIO, Trajectory, input_dir, output_dir, saved_file_ui, schema
+from ._common import (LavrNode, PointCloudIO, Trajectory, input_mtime, list_input_files, output_dir,
+                      resolve_input_path, saved_file_ui, schema)
 
 EDITOR_MAX_POINTS = 20000
 SOURCE_MODES = ("follow", "first_camera")
@@ -172,19 +172,10 @@ class CameraTrajectoryBuilder(LavrNode):
         return io.NodeOutput(traj, preview, ui=ui)
 
 
-def _trajectory_files() -> list[str]:
-    """Trajectory files and COLMAP folders under ComfyUI's input folder (relative paths)."""
-    root = input_dir()
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = os.path.relpath(dirpath, root)
-        if "images.txt" in filenames and "cameras.txt" in filenames:
-            found.append(rel if rel != "." else ".")
-        for f in filenames:
-            if f.lower().endswith((".json", ".txt")) and f not in ("images.txt", "cameras.txt", "points3D.txt"):
-                found.append(os.path.normpath(os.path.join(rel, f)).replace(os.sep, "/"))
-    return sorted(found) or [""]
+def _is_trajectory_file(dirpath, name, filenames) -> bool:
+    if name is None:  # a folder: a COLMAP text model
+        return "images.txt" in filenames and "cameras.txt" in filenames
+    return name.lower().endswith((".json", ".txt")) and name not in ("images.txt", "cameras.txt", "points3D.txt")
 
 
 class LoadCameraTrajectory(LavrNode):
@@ -203,7 +194,7 @@ class LoadCameraTrajectory(LavrNode):
                         "transforms.json, a COLMAP text model folder, or ReCamMaster camera JSON.",
             search_aliases=cls.SEARCH_ALIASES,
             inputs=[
-                io.Combo.Input("file", options=_trajectory_files(),
+                io.Combo.Input("file", options=list_input_files(_is_trajectory_file),
                                tooltip="File (or COLMAP folder) inside ComfyUI/input/. Put your files there and refresh."),
                 io.Combo.Input("format", options=["auto", *FORMATS], default="auto",
                                tooltip="File format; auto decides from the name and content."),
@@ -222,23 +213,13 @@ class LoadCameraTrajectory(LavrNode):
 
     @classmethod
     def fingerprint_inputs(cls, file, **kwargs):
-        p = os.path.join(input_dir(), file)
-        try:
-            return os.path.getmtime(p)
-        except OSError:
-            return float("nan")
+        return input_mtime(file)
 
     @classmethod
     def execute(cls, file, format, width, height, fps, recammaster_camera) -> io.NodeOutput:
         from lavr_core.camera.formats import read_trajectory
 
-        root = os.path.realpath(input_dir())
-        path = os.path.realpath(os.path.join(root, file or ""))
-        if not file or os.path.commonpath([root, path]) != root:
-            raise InputError(f"Trajectory file {file!r} is not inside ComfyUI's input folder.",
-                             f"Copy the file into {root} and pick it from the list.")
-        if not os.path.exists(path):
-            raise InputError(f"Trajectory file {file!r} does not exist in {root}.", "Refresh the node list and pick again.")
+        path = resolve_input_path(file, "Trajectory file")
         # 0 means "the file's own": only pass what the user set, so each reader keeps its defaults
         kw = {k: v for k, v in {"width": width, "height": height, "fps": fps, "cam": recammaster_camera}.items() if v}
         traj = read_trajectory(path, None if format == "auto" else format, **kw)

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from comfy_api.latest import io
 
-from lavr_core.errors import InputError
-
-from ._common import LavrNode, PointCloudIO, input_dir, output_dir, saved_file_ui, schema
-
-
-def _ply_files() -> list[str]:
-    root = input_dir()
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        out += [os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
-                for f in filenames if f.lower().endswith(".ply")]
-    return sorted(out) or [""]
+from ._common import (LavrNode, PointCloudIO, input_mtime, list_input_files, output_dir, resolve_input_path,
+                      saved_file_ui, schema)
 
 
 class LoadPointCloud(LavrNode):
@@ -30,27 +17,20 @@ class LoadPointCloud(LavrNode):
             node_id="LaVRLoadPointCloud", display_name="Load Point Cloud (LaVR)", category="Scene",
             description="Read a .ply point cloud (or 3DGS .ply, using its colour terms) from ComfyUI's input folder.",
             search_aliases=cls.SEARCH_ALIASES,
-            inputs=[io.Combo.Input("file", options=_ply_files(),
+            inputs=[io.Combo.Input("file", options=list_input_files(lambda d, name, files: bool(name) and name.lower().endswith(".ply")),
                                    tooltip="A .ply file inside ComfyUI/input/. Put it there and refresh.")],
             outputs=[PointCloudIO.Output(display_name="point_cloud", tooltip="Points (world frame) with colours.")],
         )
 
     @classmethod
     def fingerprint_inputs(cls, file):
-        try:
-            return os.path.getmtime(os.path.join(input_dir(), file))
-        except OSError:
-            return float("nan")
+        return input_mtime(file)
 
     @classmethod
     def execute(cls, file) -> io.NodeOutput:
         from lavr_core.pointcloud import read_ply_points
 
-        root = os.path.realpath(input_dir())
-        path = os.path.realpath(os.path.join(root, file or ""))
-        if not file or os.path.commonpath([root, path]) != root or not os.path.isfile(path):
-            raise InputError(f"Point cloud {file!r} is not a file inside ComfyUI's input folder.",
-                             f"Copy the .ply into {root} and pick it from the list.")
+        path = resolve_input_path(file, "Point cloud")
         cloud = read_ply_points(path)
         return io.NodeOutput(cloud, ui={"text": [f"{len(cloud)} points from {file}"]})
 
