@@ -139,7 +139,7 @@ def _shape(sd: dict, key: str) -> tuple[int, ...]:
 
 
 def infer_config(state_dict: dict, num_heads: int | None = None, eps: float = 1e-6,
-                 what: str = "checkpoint") -> WanConfig:
+                 what: str = "the checkpoint") -> WanConfig:
     """The ``WanConfig`` whose state dict has these names and shapes (original Wan layout, no prefix).
 
     ``state_dict`` maps names to tensors or to shapes. Heads cannot be read from shapes (the q/k norms
@@ -150,7 +150,7 @@ def infer_config(state_dict: dict, num_heads: int | None = None, eps: float = 1e
                 "blocks.0.ffn.0.weight", "head.head.weight")
     missing = [k for k in required if k not in state_dict]
     if missing:
-        raise CheckpointError(f"The {what} is not a Wan2.1 diffusion model in the original key layout "
+        raise CheckpointError(f"{what[:1].upper()}{what[1:]} is not a Wan2.1 diffusion model in the original key layout "
                               f"(no {', '.join(missing[:3])}).",
                               "Give a Wan2.1 DiT file from ComfyUI's models/diffusion_models "
                               "(e.g. wan2.1_t2v_1.3B_fp16.safetensors) or ReCamMaster's step20000.ckpt.")
@@ -160,13 +160,13 @@ def infer_config(state_dict: dict, num_heads: int | None = None, eps: float = 1e
     ffn_dim = _shape(state_dict, "blocks.0.ffn.0.weight")[0]
     head_out = _shape(state_dict, "head.head.weight")[0]
     if head_out % math.prod(patch):
-        raise CheckpointError(f"The {what} has a head of {head_out} outputs, not a multiple of the patch "
+        raise CheckpointError(f"{what[:1].upper()}{what[1:]} has a head of {head_out} outputs, not a multiple of the patch "
                               f"volume {math.prod(patch)}.", "The file is damaged or not a Wan DiT.")
     layers = 1 + max(int(m.group(1)) for k in state_dict if (m := _BLOCK_RE.match(k)))
     if num_heads is None:
         num_heads = _HEADS_BY_DIM.get(dim) or (dim // WAN_HEAD_DIM if dim % WAN_HEAD_DIM == 0 else None)
         if num_heads is None:
-            raise CheckpointError(f"Cannot tell the number of attention heads of the {what} (width {dim}).",
+            raise CheckpointError(f"Cannot tell the number of attention heads of {what} (width {dim}).",
                                   "Pass num_heads explicitly (it is in the model's config.json).")
     has_image = "img_emb.proj.1.weight" in state_dict or "blocks.0.cross_attn.k_img.weight" in state_dict
     kw = {}

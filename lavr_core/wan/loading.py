@@ -167,7 +167,7 @@ def model_from_state_dict(state_dict: dict, expected: WanConfig | str | None = N
         if num_heads is None and expected is not None and pe is not None and pe.shape[0] == expected.dim:
             num_heads = expected.num_heads  # same width: trust the expected model's heads
         found = infer_config(state_dict, num_heads=num_heads, eps=expected.eps if expected else 1e-6,
-                             what=what.lower())
+                             what=what)
     except CheckpointError as e:
         foreign = _describe_foreign(keys)
         if foreign is None:

@@ -322,9 +322,14 @@ class WanModel(nn.Module):
             self._rope_cache = (key, rope_for_grid(self._rope_tables, grid, device=device, dtype=self.rope_dtype))
         return self._rope_cache[1]
 
+    def condition_tokens(self, tokens: torch.Tensor, grid: Grid, token_cond) -> torch.Tensor:
+        """Hook for subclasses: change the patch embeddings ``[B, L, dim]`` before the blocks (Gen3R
+        adds its camera adapter's features here). The plain model leaves them alone."""
+        return tokens
+
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor, *,
                 clip_feature: torch.Tensor | None = None, y: torch.Tensor | None = None,
-                block_cond=None) -> torch.Tensor:
+                block_cond=None, token_cond=None) -> torch.Tensor:
         """Velocity prediction ``[B, out_dim, F, H, W]``.
 
         Args:
@@ -334,6 +339,7 @@ class WanModel(nn.Module):
             clip_feature: I2V only: CLIP image features ``[B, 257, image_dim]``.
             y: I2V only: conditioning latents concatenated to ``x`` along channels.
             block_cond: passed unchanged to every block's conditioning hooks (ReCamMaster: ``cam_emb``).
+            token_cond: passed to ``condition_tokens`` after the patch embedding when not ``None``.
         """
         t, t_mod = self.embed_time(timestep)
         context = self.embed_text(context)
@@ -346,6 +352,8 @@ class WanModel(nn.Module):
             x = torch.cat([x, y.to(x.dtype)], dim=1)
             context_img = self.img_emb(clip_feature.to(self.dtype))
         tokens, grid = self.patchify(x)
+        if token_cond is not None:
+            tokens = self.condition_tokens(tokens, grid, token_cond)
         rope = self.rope(grid, tokens.device)
         for block in self.blocks:
             args = (tokens, context, t_mod, rope, grid, block_cond, context_img)

@@ -24,8 +24,8 @@ semantics written out, which gives the same numbers (tested) and is useful to ch
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -39,9 +39,6 @@ WAN21_LATENTS_MEAN = (-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.151
                       0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921)
 WAN21_LATENTS_STD = (2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
                      3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160)
-
-#: Frames per encoder chunk after the first (the temporal compression of the released models).
-CHUNK_FRAMES = 4
 
 
 @dataclass(frozen=True)
@@ -306,7 +303,8 @@ class TokenStemIn(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, scale: float):
         super().__init__()
-        self.resample = nn.Sequential(Interpolate(scale_factor=scale), nn.Conv2d(in_channels, out_channels, 3, padding=1))
+        self.resample = nn.Sequential(Interpolate(scale_factor=scale),
+                                      nn.Conv2d(in_channels, out_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         return _per_frame(self.resample, x)
@@ -472,8 +470,9 @@ class WanVAE(nn.Module):
         t = x.shape[2]
         if (t - 1) % c.temporal_compression:
             k = c.temporal_compression
+            lo, hi = k * ((t - 1) // k) + 1, k * ((t - 1) // k + 1) + 1
             raise InputError(f"The VAE encodes {k}k+1 frames; got {t}.",
-                             f"Trim or pad the video to {k * ((t - 1) // k) + 1} or {k * ((t - 1) // k + 1) + 1} frames.")
+                             f"Trim or pad the video to {lo} or {hi} frames.")
         s = c.spatial_compression
         if x.shape[3] % s or x.shape[4] % s:
             raise InputError(f"Video size {x.shape[4]}x{x.shape[3]} is not a multiple of {s}.",
@@ -557,7 +556,8 @@ def vae_from_state_dict(state_dict: dict, config: WanVAEConfig = WAN21_VAE, *, d
                               "Pick wan_2.1_vae.safetensors (ComfyUI models/vae).")
     if config.z_dim and "conv2.weight" in sd and sd["conv2.weight"].shape[0] != config.z_dim:
         raise CheckpointError(f"{what} has {sd['conv2.weight'].shape[0]} latent channels; {config.name} has "
-                              f"{config.z_dim}.", "Wan2.2's 5B VAE is not the Wan2.1 VAE: pick wan_2.1_vae.safetensors.")
+                              f"{config.z_dim}.",
+                              "Wan2.2's 5B VAE is not the Wan2.1 VAE: pick wan_2.1_vae.safetensors.")
     dtype = dtype or (first.dtype if first.is_floating_point() else torch.float32)
     sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
     with torch.device("meta"):
@@ -568,19 +568,11 @@ def vae_from_state_dict(state_dict: dict, config: WanVAEConfig = WAN21_VAE, *, d
 
 def load_wan_vae(path, config: WanVAEConfig = WAN21_VAE, **kwargs) -> WanVAE:
     """A Wan2.1 VAE from ``wan_2.1_vae.safetensors`` or the official ``Wan2.1_VAE.pth`` (read safely)."""
-    from pathlib import Path
-
     from ..checkpoint_io import find_state_dict, load_file_any
 
     p = Path(path)
     sd = find_state_dict(load_file_any(p, what="Wan VAE"), path=p, what="Wan VAE")
     return vae_from_state_dict(sd, config, what=f"The file {p.name}", **kwargs)
-
-
-def num_params(config: WanVAEConfig) -> int:
-    with torch.device("meta"):
-        model = WanVAE(config)
-    return sum(math.prod(p.shape) for p in model.parameters())
 
 
 __all__ = ["WAN21_LATENTS_MEAN", "WAN21_LATENTS_STD", "WAN21_VAE", "LatentDistribution", "WanVAE", "WanVAEConfig",
