@@ -8,9 +8,10 @@ Nothing here ever executes code stored in a file:
   allow-list of harmless classes (``argparse.Namespace``, which training scripts store beside the
   weights). If the file also stores objects of other classes (an OmegaConf training config, say),
   a second, *inert* unpickler reads it: every class it does not know becomes an :class:`InertObject`
-  that only holds the data the file gave it, and any attempt of the file to *call* something that
-  is not a known-harmless constructor (``os.system``, ``eval``, ``subprocess.Popen``...) is refused
-  with a :class:`~lavr_core.errors.CheckpointError`. No module named by the file is imported.
+  that only holds the data the file gave it, and a file that asks to *call* a function or anything
+  from a module like ``os``, ``subprocess`` or ``builtins`` (``os.system``, ``eval``...) is refused
+  with a :class:`~lavr_core.errors.CheckpointError`. No module named by the file is imported and
+  nothing it names is ever called.
 
 :func:`strict_load` then copies a state dict into a module key for key and refuses a partial load:
 its error lists the missing, unexpected and mis-shaped keys.
@@ -18,6 +19,7 @@ its error lists the missing, unexpected and mis-shaped keys.
 
 from __future__ import annotations
 
+import _compat_pickle
 import argparse
 import collections
 import pickle
@@ -77,11 +79,29 @@ class InertObject:
         return f"<inert {self.qualname}>"
 
 
+#: Modules whose names in a pickle mean an attempt to run something; such a file is refused outright.
+_DANGEROUS_MODULES = {"os", "posix", "nt", "subprocess", "sys", "builtins", "__builtin__", "shutil", "socket",
+                      "importlib", "runpy", "pty", "ctypes", "code", "codeop", "pickle", "_pickle", "marshal",
+                      "types", "functools", "operator", "io", "_io", "pathlib", "tempfile", "multiprocessing",
+                      "threading", "signal", "webbrowser", "urllib", "http", "ftplib", "smtplib", "asyncio",
+                      "inspect", "torch", "numpy", "copyreg", "platform"}
+
+
 class _InertMeta(type):
-    """Calling an inert class (pickle REDUCE) would mean running code the file chose: refuse."""
+    """What a pickle REDUCE ("call this with these arguments") does with a name we did not import.
+
+    Nothing is ever called. A class-like name from an ordinary module (an Enum member, a config
+    node) becomes one more inert object holding the arguments. A function-like name, or any name
+    from a module whose only use in a pickle is to run something (``os.system``, ``eval``,
+    ``subprocess.Popen``), makes the whole file refused, so a planted payload is reported loudly.
+    """
 
     def __call__(cls, *args, **kwargs):
-        raise _RefusedCall(cls.qualname)
+        module, _, name = cls.qualname.rpartition(".")
+        root = module.split(".")[0]
+        if root in _DANGEROUS_MODULES or not name[:1].isupper():
+            raise _RefusedCall(cls.qualname)
+        return cls.__new__(cls, *args)
 
 
 class _RefusedCall(pickle.UnpicklingError):
@@ -148,6 +168,11 @@ class _InertUnpickler(pickle.Unpickler):
     """Unpickler that imports nothing the file names: known-harmless globals or inert stand-ins."""
 
     def find_class(self, module, name):
+        # Python-2 names (protocol <= 2 pickles write ``commands.Popen`` for ``subprocess.Popen``)
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         if (module, name) in _HARMLESS:
             return _HARMLESS[(module, name)]
         allowed = _torch_allowed_globals()

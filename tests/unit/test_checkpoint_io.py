@@ -52,6 +52,15 @@ class _EvalMarker:
         return (eval, (f"open({str(self.marker)!r}, 'w')",))
 
 
+class _PopenMarker:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import subprocess
+        return (subprocess.Popen, (["touch", str(self.marker)],))
+
+
 class _ConfigWithSideEffect:
     """A config class whose ``__setstate__`` would write a marker if the real class were used."""
 
@@ -64,7 +73,7 @@ class _ConfigWithSideEffect:
         self.__dict__.update(state)
 
 
-@pytest.mark.parametrize("payload", [_WritesMarker, _OpensMarker, _EvalMarker])
+@pytest.mark.parametrize("payload", [_WritesMarker, _OpensMarker, _EvalMarker, _PopenMarker])
 @pytest.mark.parametrize("zip_format", [True, False])
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path, payload, zip_format):
     marker = tmp_path / "PWNED"
@@ -200,3 +209,35 @@ def test_strip_prefix_only_when_every_key_has_it():
 def test_find_state_dict_rejects_non_weights(tmp_path):
     with pytest.raises(CheckpointError, match="no state dict"):
         find_state_dict({"optimizer": {"lr": 0.1}}, path=tmp_path / "opt.pth")
+
+
+def test_training_config_objects_load_as_inert_data_without_importing(tmp_path, monkeypatch):
+    """An OmegaConf-like config (custom classes, an Enum, typing.Any, defaultdict) beside the weights."""
+    import importlib
+    import sys
+
+    marker = tmp_path / "SETSTATE_RAN"
+    (tmp_path / "fake_cfg_lib.py").write_text(
+        "import enum, typing, collections\n"
+        "class Mode(enum.Enum):\n    A = 1\n"
+        "class Node:\n"
+        "    def __init__(self, v):\n"
+        "        self._val = v\n"
+        "        self._meta = dict(ref_type=typing.Any, cache=collections.defaultdict(dict), mode=Mode.A)\n"
+        "class DictConfig:\n"
+        "    def __init__(self, d):\n        self._content = {k: Node(v) for k, v in d.items()}\n"
+        "    def __getstate__(self):\n        return {'_content': self._content}\n"
+        "    def __setstate__(self, s):\n"
+        f"        open({str(marker)!r}, 'w').close()\n        self.__dict__.update(s)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lib = importlib.import_module("fake_cfg_lib")
+    path = tmp_path / "omega.pth"
+    torch.save({"model": _Tiny().state_dict(), "args": lib.DictConfig({"model": "ARCroco3DStereo(x)"})}, path)
+    del sys.modules["fake_cfg_lib"]
+
+    obj = load_pickle_checkpoint(path)
+    assert "fake_cfg_lib" not in sys.modules  # the file's classes were never imported ...
+    assert not marker.exists()  # ... nor their code run
+    node = obj["args"].state["_content"]["model"]
+    assert isinstance(node, InertObject) and node.state["_val"] == "ARCroco3DStereo(x)"
+    assert node.state["_meta"]["mode"].qualname == "fake_cfg_lib.Mode"
