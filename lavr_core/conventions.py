@@ -41,6 +41,7 @@ ROTATION_TOLERANCE = 1e-3
 #: ComfyUI custom type names of the values that flow between LaVR nodes.
 TRAJECTORY_TYPE = "LAVR_CAMERA_TRAJECTORY"
 POINT_CLOUD_TYPE = "LAVR_POINT_CLOUD"
+SCENE_LATENT_TYPE = "LAVR_SCENE_LATENT"
 
 #: The four image/camera conventions the camera core converts between.
 AXIS_CONVENTIONS = ("opencv", "opengl", "blender", "threejs")

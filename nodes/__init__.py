@@ -10,9 +10,9 @@ from ._common import register_model_folders
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:
-    from . import camera, pointcloud
+    from . import camera, pointcloud, scene
 
-    return [*camera.NODES, *pointcloud.NODES]
+    return [*camera.NODES, *pointcloud.NODES, *scene.NODES]
 
 
 class LavrExtension(ComfyExtension):

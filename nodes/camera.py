@@ -152,6 +152,8 @@ class CameraTrajectoryBuilder(LavrNode):
         from lavr_core.camera.editor_state import build_from_keyframes, parse_editor_state
         from lavr_core.camera.preview import render_trajectory_preview
 
+        if mode not in ("preset", "keyframes"):  # ComfyUI 0.3.75 does not check V3 combo values itself
+            raise InputError(f"Unknown mode {mode!r}.", "Use 'preset' or 'keyframes'.")
         state = parse_editor_state(editor_state or "")
         # With a source, its intrinsics, size and frame rate describe the video being re-rendered:
         # the widgets only apply to paths built from scratch.

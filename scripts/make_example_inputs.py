@@ -47,10 +47,30 @@ def scene(seed: int = 0) -> PointCloud:
     return PointCloud(torch.cat(xyz), torch.cat(rgb), meta={"example": "floor and boxes"})
 
 
+def clip(n: int = 8, w: int = 96, h: int = 64):
+    """A short video of a camera sliding past two coloured shapes on a gradient (an animated PNG),
+    small enough for CPU tests; ComfyUI's Load Image reads every frame of it into one batch."""
+    from PIL import Image, ImageDraw
+
+    frames = []
+    for i in range(n):
+        img = Image.new("RGB", (w, h))
+        d = ImageDraw.Draw(img)
+        for y in range(h):
+            d.line([(0, y), (w, y)], fill=(40 + y, 60 + y // 2, 110))
+        dx = 3 * i
+        d.rectangle([10 - dx // 2, 30, 40 - dx // 2, 58], fill=(210, 70, 50))
+        d.ellipse([50 - dx, 12, 80 - dx, 42], fill=(60, 170, 90))
+        frames.append(img)
+    return frames
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     write_trajectory(source_path(), OUT / "lavr_example_walk.txt", "realestate10k")
     write_ply_points(scene(), OUT / "lavr_example_scene.ply")
+    frames = clip()
+    frames[0].save(OUT / "lavr_example_clip.png", save_all=True, append_images=frames[1:], duration=62, loop=0)
     print(f"wrote {sorted(p.name for p in OUT.iterdir())} to {OUT}")
 
 

@@ -11,6 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfy_harness import ComfyServer  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -32,6 +33,9 @@ def comfy(tmp_path_factory):
     inputs = REPO / "workflows" / "inputs"
     if inputs.is_dir():
         shutil.copytree(inputs, srv.base / "input", dirs_exist_ok=True)
+    from tiny_models import write_all
+
+    write_all(srv.base / "models")
     srv.start()
     yield srv
     srv.stop()
