@@ -42,6 +42,7 @@ ROTATION_TOLERANCE = 1e-3
 TRAJECTORY_TYPE = "LAVR_CAMERA_TRAJECTORY"
 POINT_CLOUD_TYPE = "LAVR_POINT_CLOUD"
 SCENE_LATENT_TYPE = "LAVR_SCENE_LATENT"
+GAUSSIANS_TYPE = "LAVR_GAUSSIANS"
 
 #: The four image/camera conventions the camera core converts between.
 AXIS_CONVENTIONS = ("opencv", "opengl", "blender", "threejs")

@@ -8,7 +8,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${LAVR_VENV:-$HERE/.venv}
 PY="$VENV/bin/python"
-STAMP="$VENV/.lavr-setup-v1"
+STAMP="$VENV/.lavr-setup-v2"
 log() { echo "[setup] $*"; }
 
 if [ ! -f "$STAMP" ]; then
@@ -26,6 +26,9 @@ if [ ! -f "$STAMP" ]; then
   "$PY" -m pip install -q -c "$VENV/constraints.txt" -r "$VENV/req-comfy.txt"
   log "installing the pack's requirements and test tools"
   "$PY" -m pip install -q -c "$VENV/constraints.txt" -r "$HERE/requirements.txt" -r "$HERE/requirements-dev.txt"
+  # gsplat only for its pure-torch reference projections (tests compare our renderer with them);
+  # --no-deps: its wheel is pure Python and compiles nothing unless CUDA rasterisation is used.
+  "$PY" -m pip install -q --no-deps "gsplat==1.5.3"
   if "$PY" -m pip list 2>/dev/null | grep -i -E '^(nvidia|triton|cuda)'; then
     echo "[setup] CUDA packages crept into $VENV; refusing to continue" >&2; exit 1
   fi

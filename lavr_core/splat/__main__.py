@@ -1,0 +1,5 @@
+import sys
+
+from ..gaussians.cli import main
+
+sys.exit(main())
