@@ -3,15 +3,15 @@
 Nothing here ever executes code stored in a file:
 
 * ``.safetensors`` files are read with ``safetensors`` (a plain header plus raw tensors).
-* ``.pth`` / ``.pt`` / ``.ckpt`` / ``.bin`` files are pickles. They are read first with
-  ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers, with a short
+* ``.pth`` / ``.pt`` / ``.ckpt`` / ``.bin`` files are pickles, and are only ever read with
+  ``torch.load(weights_only=True)``: it rebuilds tensors and plain containers, plus a short
   allow-list of harmless classes (``argparse.Namespace``, which training scripts store beside the
-  weights). If the file also stores objects of other classes (an OmegaConf training config, say),
-  a second, *inert* unpickler reads it: every class it does not know becomes an :class:`InertObject`
-  that only holds the data the file gave it, and a file that asks to *call* a function or anything
-  from a module like ``os``, ``subprocess`` or ``builtins`` (``os.system``, ``eval``...) is refused
-  with a :class:`~lavr_core.errors.CheckpointError`. No module named by the file is imported and
-  nothing it names is ever called.
+  weights). When the file names another class (an OmegaConf training config, say), that name is
+  allow-listed for this one load as an *inert stand-in* (:class:`InertObject`), never the real
+  class: it only holds the data the file gave it. A file that asks to *call* a function, or
+  anything from a module like ``os``, ``subprocess`` or ``builtins`` (``os.system``, ``eval``...),
+  is refused with a :class:`~lavr_core.errors.CheckpointError`. No module named by the file is
+  imported and nothing it names is ever called.
 
 :func:`strict_load` then copies a state dict into a module key for key and refuses a partial load:
 its error lists the missing, unexpected and mis-shaped keys.
@@ -23,6 +23,7 @@ import _compat_pickle
 import argparse
 import collections
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -104,7 +105,8 @@ class _InertMeta(type):
         return cls.__new__(cls, *args)
 
 
-class _RefusedCall(pickle.UnpicklingError):
+class _RefusedCall(Exception):
+    # Not an UnpicklingError on purpose: torch.load rewraps those into its generic advice text.
     def __init__(self, qualname: str):
         super().__init__(qualname)
         self.qualname = qualname
@@ -145,55 +147,23 @@ _HARMLESS = {
 }
 
 
-def _torch_allowed_globals() -> dict[str, Any]:
-    """torch's own allow-list for ``weights_only`` (tensor rebuilders, dtypes, storages)."""
-    try:
-        from torch import _weights_only_unpickler as wou
-        return dict(wou._get_allowed_globals())
-    except Exception:  # pragma: no cover - private API moved: fall back to the essentials
-        import torch._utils as tu
-        names = ["_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
-                 "_rebuild_parameter_with_state", "_rebuild_qtensor", "_rebuild_sparse_tensor",
-                 "_rebuild_meta_tensor_no_storage", "_rebuild_wrapper_subclass", "_rebuild_device_tensor_from_numpy"]
-        out = {f"torch._utils.{n}": getattr(tu, n) for n in names if hasattr(tu, n)}
-        for dt in (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32,
-                   torch.int16, torch.int8, torch.uint8, torch.bool):
-            out[str(dt)] = dt
-        out["torch.Size"] = torch.Size
-        out["torch.device"] = torch.device
-        return out
+#: torch names a class it will not rebuild in this text; the name is what the pickle wrote.
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+#: ... and in this one a global of a module torch itself blocks (``os``, ``subprocess``, ...).
+_BLOCKED_GLOBAL = re.compile(r"unsupported GLOBAL ([\w.]+) whose module [\w.]+ is blocked")
+#: More distinct unknown classes than this in one file is not a checkpoint we should be reading.
+_MAX_UNKNOWN_GLOBALS = 64
 
 
-class _InertUnpickler(pickle.Unpickler):
-    """Unpickler that imports nothing the file names: known-harmless globals or inert stand-ins."""
-
-    def find_class(self, module, name):
-        # Python-2 names (protocol <= 2 pickles write ``commands.Popen`` for ``subprocess.Popen``)
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-        if (module, name) in _HARMLESS:
-            return _HARMLESS[(module, name)]
-        allowed = _torch_allowed_globals()
-        qual = f"{module}.{name}"
-        if qual in allowed:
-            return allowed[qual]
-        if module == "torch" and name.endswith("Storage"):
-            return getattr(torch, name)  # legacy typed storages (data only)
-        return _inert_class(module, name)
-
-
-class _InertPickleModule:
-    """Duck-typed ``pickle`` module for ``torch.load(pickle_module=...)``."""
-
-    Unpickler = _InertUnpickler
-    UnpicklingError = pickle.UnpicklingError
-    __name__ = "lavr_inert_pickle"
-
-    @staticmethod
-    def load(f, **kw):
-        return _InertUnpickler(f, **kw).load()
+def _stand_in(qualname: str) -> Any:
+    """What an unknown global of the pickle is allow-listed as: a harmless builtin, or an inert class."""
+    module, _, name = qualname.rpartition(".")
+    # Python-2 names (protocol <= 2 pickles write ``commands.Popen`` for ``subprocess.Popen``)
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    return _HARMLESS.get((module, name)) or _inert_class(module, name)
 
 
 # ----------------------------------------------------------------------------------- file loading
@@ -238,14 +208,31 @@ def safetensors_metadata(path: str | Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def _torch_load(p: Path, *, inert: bool, mmap: bool):
+def _torch_load(p: Path, *, mmap: bool):
+    """``torch.load(weights_only=True)``, allow-listing each class the file names as an inert stand-in.
+
+    torch stops at the first global outside its allow-list; that name gets a stand-in and the load
+    starts again (unknown classes are few: a config object or two), so only data is ever rebuilt.
+    """
     kw: dict[str, Any] = dict(map_location="cpu")
     if mmap:
         kw["mmap"] = True
-    if inert:
-        return torch.load(str(p), weights_only=False, pickle_module=_InertPickleModule, **kw)
-    with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
-        return torch.load(str(p), weights_only=True, **kw)
+    extra: list[tuple[Any, str]] = []
+    for _ in range(_MAX_UNKNOWN_GLOBALS):
+        try:
+            with torch.serialization.safe_globals([*SAFE_GLOBALS, *extra]):
+                return torch.load(str(p), weights_only=True, **kw)
+        except pickle.UnpicklingError as e:
+            blocked = _BLOCKED_GLOBAL.search(str(e))
+            if blocked:
+                raise _RefusedCall(blocked.group(1)) from None
+            m = _UNSUPPORTED_GLOBAL.search(str(e))
+            # torch prints builtins without their module but matches allow-list names with it
+            qual = None if m is None else m.group(1) if "." in m.group(1) else f"builtins.{m.group(1)}"
+            if qual is None or any(name == qual for _, name in extra):
+                raise
+            extra.append((_stand_in(qual), qual))
+    raise pickle.UnpicklingError(f"more than {_MAX_UNKNOWN_GLOBALS} unknown classes in one file")
 
 
 def _is_truncation(e: BaseException) -> bool:
@@ -268,32 +255,25 @@ def load_pickle_checkpoint(path: str | Path, *, what: str | None = None, mmap: b
     _check_file(p, w)
     if mmap and not zipfile.is_zipfile(p):
         mmap = False  # legacy (non-zip) torch files cannot be memory-mapped
-    first_error: BaseException | None = None
-    for inert in (False, True):
-        try:
-            return _torch_load(p, inert=inert, mmap=mmap)
-        except _RefusedCall as e:
-            raise CheckpointError(
-                f"The {w} file {p} asks to run code ({e.qualname}) while loading; LaVR refuses to load it.",
-                "Only use weights from the official source; this file may be malicious or corrupted.") from e
-        except pickle.UnpicklingError as e:
-            msg = str(e)
-            if not inert and ("weights_only" in msg.lower() or "unsupported global" in msg.lower()
-                              or "unsupported operand" in msg.lower()):
-                first_error = e  # not plain weights: retry with the inert unpickler
-                continue
-            if _is_truncation(e):
-                raise CheckpointError(f"The {w} file {p} is truncated or corrupt ({msg.splitlines()[0]}).",
-                                      _REDOWNLOAD_HINT) from e
-            raise CheckpointError(f"Cannot read the {w} file {p} ({msg.splitlines()[0] if msg else type(e).__name__}).",
+    try:
+        return _torch_load(p, mmap=mmap)
+    except _RefusedCall as e:
+        raise CheckpointError(
+            f"The {w} file {p} asks to run code ({e.qualname}) while loading; LaVR refuses to load it.",
+            "Only use weights from the official source; this file may be malicious or corrupted.") from e
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if _is_truncation(e):
+            raise CheckpointError(f"The {w} file {p} is truncated or corrupt ({msg.splitlines()[0]}).",
                                   _REDOWNLOAD_HINT) from e
-        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, TypeError,
-                AttributeError, IndexError) as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            if _is_truncation(e) or isinstance(e, (EOFError, zipfile.BadZipFile)):
-                raise CheckpointError(f"The {w} file {p} is truncated or corrupt ({msg}).", _REDOWNLOAD_HINT) from e
-            raise CheckpointError(f"Cannot read the {w} file {p} ({msg}).", _REDOWNLOAD_HINT) from e
-    raise CheckpointError(f"Cannot read the {w} file {p} ({first_error}).", _REDOWNLOAD_HINT)  # pragma: no cover
+        raise CheckpointError(f"Cannot read the {w} file {p} ({msg.splitlines()[0] if msg else type(e).__name__}).",
+                              _REDOWNLOAD_HINT) from e
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, TypeError,
+            AttributeError, IndexError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if _is_truncation(e) or isinstance(e, (EOFError, zipfile.BadZipFile)):
+            raise CheckpointError(f"The {w} file {p} is truncated or corrupt ({msg}).", _REDOWNLOAD_HINT) from e
+        raise CheckpointError(f"Cannot read the {w} file {p} ({msg}).", _REDOWNLOAD_HINT) from e
 
 
 def load_file_any(path: str | Path, *, what: str | None = None) -> Any:

@@ -33,10 +33,21 @@ def fixture_config(config: dict):
     return config_from_kwargs(kw)
 
 
-def run_fixture(fixture_dir: Path, config: dict) -> dict[str, torch.Tensor]:
+def fixture_model(fixture_dir: Path, config: dict | None = None) -> Cut3rModel:
+    """The seeded CUT3R of a fixture folder (its ``config.json`` and ``weights.safetensors``), in eval mode."""
+    import json
+
     d = Path(fixture_dir)
+    if config is None:
+        config = json.loads((d / "config.json").read_text())
     model = Cut3rModel(fixture_config(config)).eval()
     strict_load(model, load_safetensors(d / "weights.safetensors", what="fixture weights"), what="CUT3R fixture model")
+    return model
+
+
+def run_fixture(fixture_dir: Path, config: dict) -> dict[str, torch.Tensor]:
+    d = Path(fixture_dir)
+    model = fixture_model(d, config)
     inputs = load_safetensors(d / "inputs.safetensors", what="fixture inputs")
     n = len([k for k in inputs if k.startswith("view") and k.endswith(".img")])
     ours: dict[str, torch.Tensor] = {}

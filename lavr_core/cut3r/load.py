@@ -211,14 +211,13 @@ def load_cut3r(path: str | Path, device: str | torch.device = "cpu", dtype: torc
 
 def save_safetensors(model: Cut3rModel, path: str | Path) -> None:
     """Write the model's weights as ``.safetensors`` with its configuration in the metadata (atomic)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    p = Path(path)
+    from ..fileio import atomic_write_bytes
+
     sd = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
     meta = {META_CONFIG: json.dumps(_jsonable(model.cfg.to_dict()))}
-    tmp = p.with_name(p.name + ".tmp")
-    save_file(sd, str(tmp), metadata=meta)
-    tmp.replace(p)
+    atomic_write_bytes(path, save(sd, metadata=meta))
 
 
 def save_pth(model: Cut3rModel, path: str | Path, **extra_args) -> None:
@@ -228,12 +227,12 @@ def save_pth(model: Cut3rModel, path: str | Path, **extra_args) -> None:
     """
     import argparse
 
-    p = Path(path)
+    from ..fileio import atomic_writer
+
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     args = argparse.Namespace(model=model.cfg.constructor_string(), **extra_args)
-    tmp = p.with_name(p.name + ".tmp")
-    torch.save({"model": sd, "args": args}, str(tmp))
-    tmp.replace(p)
+    with atomic_writer(path, "wb") as f:
+        torch.save({"model": sd, "args": args}, f)
 
 
 def _jsonable(d: dict) -> dict:

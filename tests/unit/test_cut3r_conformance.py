@@ -18,26 +18,13 @@ CUT3R = REF / "cut3r"
 TINY = CUT3R / "tiny"
 MANIFESTS = [CUT3R / "cut3r_512_dpt_state_dict.json", CUT3R / "cut3r_224_linear_state_dict.json"]
 
-pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason=f"CUT3R reference data not found at {CUT3R}")
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These models are tiny: one thread is fastest, and it stays fast on a busy CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = [pytest.mark.skipif(not TINY.is_dir(), reason=f"CUT3R reference data not found at {CUT3R}"), pytest.mark.usefixtures("one_thread")]
 
 
 def _tiny_model():
-    from lavr_core.checkpoint_io import strict_load
-    from lavr_core.cut3r.conformance import fixture_config
-    from lavr_core.cut3r.model import Cut3rModel
+    from lavr_core.cut3r.conformance import fixture_model
 
-    model = Cut3rModel(fixture_config(json.loads((TINY / "config.json").read_text()))).eval()
-    strict_load(model, load_file(str(TINY / "weights.safetensors")))
-    return model
+    return fixture_model(TINY)
 
 
 def test_tiny_fixture_within_tolerance():

@@ -17,17 +17,10 @@ from lavr_core.cut3r.load import load_cut3r, read_checkpoint, save_pth, save_saf
 from lavr_core.cut3r.model import Cut3rModel
 from lavr_core.errors import CheckpointError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = Path(__file__).resolve().parents[2].parent / "shared/reference/cut3r/tiny"
 needs_tiny = pytest.mark.skipif(not TINY.is_dir(), reason=f"CUT3R tiny golden not found at {TINY}")
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These models are tiny: one thread is fastest, and it stays fast on a busy CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 def _tiny_kwargs():

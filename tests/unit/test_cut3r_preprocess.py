@@ -14,16 +14,9 @@ from lavr_core.cut3r.preprocess import (CropInfo, normalize, plan_crop, prepare_
                                         to_uint8)
 from lavr_core.errors import InputError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PRE = Path(__file__).resolve().parents[2].parent / "shared/reference/cut3r/preprocess"
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These models are tiny: one thread is fastest, and it stays fast on a busy CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 def _pattern(w, h):

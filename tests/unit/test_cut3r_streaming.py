@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import weakref
 from pathlib import Path
 
@@ -10,31 +9,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lavr_core.cut3r.conformance import fixture_config
+from lavr_core.cut3r.conformance import fixture_model
 from lavr_core.cut3r.geometry import estimate_focal, pixel_centres, pose_to_c2w
-from lavr_core.cut3r.model import Cut3rModel
 from lavr_core.cut3r.streaming import Cut3rStreamer, StreamOptions, encode_frames, encode_video
 from lavr_core.errors import InputError
 
 TINY = Path(__file__).resolve().parents[2].parent / "shared/reference/cut3r/tiny"
-pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason=f"CUT3R tiny golden not found at {TINY}")
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These models are tiny: one thread is fastest, and it stays fast on a busy CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = [pytest.mark.skipif(not TINY.is_dir(), reason=f"CUT3R tiny golden not found at {TINY}"), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    from lavr_core.checkpoint_io import strict_load
-
-    model = Cut3rModel(fixture_config(json.loads((TINY / "config.json").read_text()))).eval()
-    strict_load(model, load_file(str(TINY / "weights.safetensors")))
+    model = fixture_model(TINY)
     inputs = load_file(str(TINY / "inputs.safetensors"))
     return model, torch.cat([inputs[f"view{i}.img"] for i in range(3)]), inputs
 

@@ -1,9 +1,7 @@
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from lavr_core.camera.transforms import invert_pose
 from lavr_core.errors import InputError
@@ -17,13 +15,10 @@ FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / 
 def encoded():
     if not FIXTURE.is_dir():
         pytest.skip(f"{FIXTURE} is absent (the CUT3R golden fixture)")
-    from lavr_core.checkpoint_io import strict_load
     from lavr_core.cut3r import StreamOptions, encode_video
-    from lavr_core.cut3r.conformance import fixture_config
-    from lavr_core.cut3r.model import Cut3rModel
+    from lavr_core.cut3r.conformance import fixture_model
 
-    model = Cut3rModel(fixture_config(json.loads((FIXTURE / "config.json").read_text()))).eval()
-    strict_load(model, load_file(str(FIXTURE / "weights.safetensors")), what="tiny CUT3R")
+    model = fixture_model(FIXTURE)
     g = torch.Generator().manual_seed(0)
     frames = torch.rand(5, 40, 56, 3, generator=g)
     with torch.inference_mode():

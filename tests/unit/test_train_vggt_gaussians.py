@@ -18,16 +18,9 @@ from lavr_core.train.vggt_gaussians import (STATE_FILE, WEIGHTS_FILE, TrainOptio
 from lavr_core.vggt import VGGT, VGGTConfig, extri_intri_to_pose_encoding
 from lavr_core.vggt4d import VGGT4DPrediction, read_metadata
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SCENE = dict(views=3, height=28, width=42, num_blobs=16)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy CI machine threads spin against each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ from lavr_core.vggt4d import (CHANNELS, GAUSSIAN_CHANNELS, InitConfig, TemporalA
                               apply_head, frames_to_grid, replace_camera_tokens, training_free)
 from lavr_core.vggt4d.gaussian_head import MAX_LOG_SCALE, POSITION_SCALE
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 V, T, H, W = 3, 3, 42, 56
 ATOL = 1e-6  # batched vs per-timestep matmuls may differ in the last float32 bits; nothing more
 
@@ -24,15 +26,6 @@ def tiny_vggt(seed: int = 0) -> VGGT:
             p.add_(0.05 * torch.randn(p.shape, generator=g))
         model.camera_head.pose_branch.fc2.bias[7:9] += 0.4  # random heads may predict FoV 0 (ReLU)
     return model.eval()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy CI machine threads spin against each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

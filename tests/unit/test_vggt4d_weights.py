@@ -10,13 +10,7 @@ from lavr_core.vggt import VGGT, VGGTConfig
 from lavr_core.vggt4d import (FORMAT, FORMAT_VERSION, InitConfig, VGGT4D, VGGT4DConfig, load_vggt4d, load_weights,
                               read_metadata, save_weights)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
