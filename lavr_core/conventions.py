@@ -43,6 +43,14 @@ TRAJECTORY_TYPE = "LAVR_CAMERA_TRAJECTORY"
 POINT_CLOUD_TYPE = "LAVR_POINT_CLOUD"
 SCENE_LATENT_TYPE = "LAVR_SCENE_LATENT"
 GAUSSIANS_TYPE = "LAVR_GAUSSIANS"
+#: A V x T grid of frames (views x timesteps) with its layout: see ``lavr_core.grid``.
+GRID_LAYOUT_TYPE = "LAVR_GRID_LAYOUT"
+#: Loaded model handles (``lavr_core.models.ModelHandle``), one type per model family so a wrong
+#: link is refused by the graph editor before anything runs.
+CUT3R_MODEL_TYPE = "LAVR_CUT3R_MODEL"
+VGGT_MODEL_TYPE = "LAVR_VGGT_MODEL"
+VIDEO_MODEL_TYPE = "LAVR_VIDEO_MODEL"
+GEN3R_MODEL_TYPE = "LAVR_GEN3R_MODEL"
 
 #: The four image/camera conventions the camera core converts between.
 AXIS_CONVENTIONS = ("opencv", "opengl", "blender", "threejs")

@@ -10,9 +10,25 @@ from ._common import register_model_folders
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:
-    from . import camera, pointcloud, scene
+    """Every node of the pack: the ``NODES`` list of each public module in this package, in file order.
 
-    return [*camera.NODES, *pointcloud.NODES, *scene.NODES]
+    Discovery keeps the registry from being an edit hotspot; a module that fails to import fails the
+    whole pack loudly (ComfyUI prints the traceback) rather than silently dropping its nodes.
+    """
+    import importlib
+    import pkgutil
+
+    found: list[type[io.ComfyNode]] = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found += list(getattr(module, "NODES", ()))
+    ids = [n.define_schema().node_id for n in found]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise RuntimeError(f"LaVR nodes registered twice: {dup}")
+    return found
 
 
 class LavrExtension(ComfyExtension):

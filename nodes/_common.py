@@ -22,7 +22,8 @@ PointCloudIO = io.Custom(POINT_CLOUD_TYPE)
 MODEL_FOLDERS = {
     "cut3r": "CUT3R checkpoints (cut3r_512_dpt_4_64.pth, cut3r_224_linear_4.pth)",
     "vggt": "VGGT checkpoints (facebook/VGGT-1B model.safetensors or model.pt)",
-    "lavr": "LaVR adapter, Gaussian-head and Gen3R weights trained or published for this pack",
+    "lavr": "LaVR adapter, Gaussian-head and fused-attention weights trained with this pack",
+    "gen3r": "Gen3R weights (JaceyH919/Gen3R: the DiT and the geometry adapter)",
 }
 MODEL_EXTENSIONS = {".pth", ".pt", ".ckpt", ".safetensors", ".bin"}
 
@@ -30,7 +31,7 @@ _SCHEMA_FIELDS = None
 
 
 def register_model_folders() -> None:
-    """Add ``models/cut3r``, ``models/vggt`` and ``models/lavr`` to ComfyUI's model folders.
+    """Add LaVR's ``MODEL_FOLDERS`` (``models/cut3r``, ``models/vggt``, ...) to ComfyUI's model folders.
 
     Idempotent, and it keeps paths users added through extra_model_paths.yaml.
     """

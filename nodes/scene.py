@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from lavr_core.conventions import SCENE_LATENT_TYPE
+from lavr_core.conventions import CUT3R_MODEL_TYPE, SCENE_LATENT_TYPE
 from lavr_core.errors import InputError
 
 from ._common import LavrNode, PointCloudIO, Progress, Trajectory, schema
 from ._models import DEVICES, DTYPES, model_file_options, model_on_device, pick_devices, pick_dtype, resolve_model_file
 
-Cut3rModelIO = io.Custom("LAVR_CUT3R_MODEL")
+Cut3rModelIO = io.Custom(CUT3R_MODEL_TYPE)
 SceneLatentIO = io.Custom(SCENE_LATENT_TYPE)
 
 

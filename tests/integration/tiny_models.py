@@ -21,6 +21,15 @@ def write_tiny_cut3r(models_dir: Path) -> Path:
 
 
 def write_all(models_dir: Path) -> list[Path]:
+    """Write every tiny checkpoint: CUT3R here, plus ``write(models_dir) -> list[Path]`` of each
+    ``tiny_*.py`` module beside this file (one per model family, so they can grow independently)."""
+    import importlib
+
     if not REFERENCE.is_dir():
         raise FileNotFoundError(f"{REFERENCE} is missing: the tiny checkpoints are made from its golden fixtures.")
-    return [write_tiny_cut3r(models_dir)]
+    written = [write_tiny_cut3r(models_dir)]
+    for path in sorted(Path(__file__).resolve().parent.glob("tiny_*.py")):
+        if path.stem == "tiny_models":
+            continue
+        written += list(importlib.import_module(path.stem).write(models_dir))
+    return written
