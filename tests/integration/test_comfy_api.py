@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from comfy_harness import ui_to_api
+from stand_ins import swap_stand_ins
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,8 @@ def test_model_folders_registered(comfy):
 
 @pytest.mark.parametrize("wf_path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_workflow_runs(comfy, object_info, wf_path):
-    entry = comfy.run_workflow(wf_path, timeout=900)
+    wf = swap_stand_ins(json.loads(wf_path.read_text()), set(object_info))
+    entry = comfy.run_workflow(wf, timeout=900)
     msgs = [m for m in entry["status"]["messages"] if m[0] == "execution_error"]
     assert entry["status"]["status_str"] == "success", json.dumps(msgs, indent=1)[:3000]
     files = comfy.output_files(entry)
