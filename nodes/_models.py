@@ -32,8 +32,11 @@ def resolve_model_file(folder: str, name: str, source: str) -> str:
     path = folder_paths.get_full_path(folder, name) if name else None
     if path is None or not os.path.isfile(path):
         where = folder_paths.get_folder_paths(folder)
+        # diffusion_models lists the legacy models/unet first: point users at the folder named as asked
+        target = next((p for p in where if os.path.basename(os.path.normpath(p)) == folder),
+                      where[0] if where else "models/" + folder)
         raise CheckpointError(f"Model file {name!r} was not found in the {folder!r} model folder.",
-                              f"Download it from {source} and put it in {where[0] if where else 'models/' + folder}, "
+                              f"Download it from {source} and put it in {target}, "
                               "then press R in ComfyUI to refresh the list.")
     return path
 

@@ -117,6 +117,14 @@ def rope_for_side_by_side_grid(tables, grid: Grid, device=None, dtype: torch.dty
     return rot.reshape(f * h * w, 1, -1).to(device=device, dtype=dtype)
 
 
+def _version_of(t: torch.Tensor) -> int:
+    """In-place modification counter; inference-mode tensors have none (-1)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return -1
+
+
 class Gen3RDiT(WanModel):
     """The Gen3R DiT. ``forward(x, timestep, context, y=..., clip_feature=..., y_camera=...)``.
 
@@ -133,6 +141,7 @@ class Gen3RDiT(WanModel):
             self.control_adapter = CameraAdapter(config.in_dim_control_adapter, config.dim)
         self.rope_layout = "side_by_side"
         self._side_rope_cache = None
+        self._camera_cache = None
 
     def _side_by_side(self, grid: Grid) -> bool:
         if self.rope_layout == "official":
@@ -162,8 +171,22 @@ class Gen3RDiT(WanModel):
                              "size, duplicated along width for appearance | geometry).",
                              "Build it with lavr_core.gen3r.camera.control_camera_latents from the video-rate "
                              "trajectory (4k+1 frames, one per video frame).")
-        cam = self.control_adapter(y_camera.to(tokens.dtype))
-        return tokens + cam.flatten(2).transpose(1, 2)
+        return tokens + self._camera_features(y_camera, tokens.dtype)
+
+    def _camera_features(self, y_camera: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        # The camera control is the same tensor at every sampling step (and for both CFG branches),
+        # and the adapter works on full-resolution ray maps: at inference its output is computed once.
+        # The cache holds the tensor itself (so its memory cannot be reused by another) and the
+        # versions of it and of the adapter's weights, so an in-place change or a new load re-runs it.
+        if torch.is_grad_enabled():
+            self._camera_cache = None
+            return self.control_adapter(y_camera.to(dtype)).flatten(2).transpose(1, 2)
+        versions = (_version_of(y_camera), dtype, *(_version_of(p) for p in self.control_adapter.parameters()))
+        cached = self._camera_cache
+        if cached is None or cached[0] is not y_camera or cached[1] != versions:
+            feats = self.control_adapter(y_camera.to(dtype)).flatten(2).transpose(1, 2)
+            self._camera_cache = cached = (y_camera, versions, feats)
+        return cached[2]
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor, *,
                 y: torch.Tensor | None = None, clip_feature: torch.Tensor | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 
 #: node type in a shipped workflow -> test node of the same output type (no widgets)
-STAND_INS = {"CLIPLoader": "LaVRTestTinyWanTextEncoder"}
+STAND_INS = {"CLIPLoader": "LaVRTestTinyWanTextEncoder", "CLIPVisionLoader": "LaVRTestTinyClipVision"}
 
 
 def swap_stand_ins(workflow: dict, available: set[str] | None = None) -> dict:
