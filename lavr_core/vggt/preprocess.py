@@ -86,8 +86,12 @@ def resized_size(width: int, height: int, mode: str, target: int = TARGET_SIZE) 
     return target, round(height * (target / width) / PATCH) * PATCH
 
 
-def preprocess_images(images: Sequence[ImageLike], mode: str = "crop") -> torch.Tensor:
-    """Frames ``[N, 3, H, W]`` in [0, 1] for VGGT from pictures (PIL images, paths or uint8 arrays)."""
+def preprocess_images(images: Sequence[ImageLike], mode: str = "crop", target: int = TARGET_SIZE) -> torch.Tensor:
+    """Frames ``[N, 3, H, W]`` in [0, 1] for VGGT from pictures (PIL images, paths or uint8 arrays).
+
+    ``target`` is the official 518 unless a smaller or larger working size is wanted (a multiple of
+    14); every step is the official one with that size in place of 518.
+    """
     if mode not in MODES:
         raise InputError(f"Unknown VGGT preprocessing mode {mode!r}.", "Use 'crop' or 'pad'.")
     if len(images) == 0:
@@ -96,16 +100,16 @@ def preprocess_images(images: Sequence[ImageLike], mode: str = "crop") -> torch.
     for i, item in enumerate(images):
         img = _rgb(_to_pil(item, i))
         w, h = img.size
-        nw, nh = resized_size(w, h, mode)
+        nw, nh = resized_size(w, h, mode, target)
         if nw < PATCH or nh < PATCH:
             raise InputError(f"Image {i} ({w}x{h}) is too elongated: it would become {nw}x{nh} pixels.",
                              "Crop it to a less extreme aspect ratio first.")
         t = _to_tensor(img.resize((nw, nh), Image.Resampling.BICUBIC))
-        if mode == "crop" and nh > TARGET_SIZE:
-            top = (nh - TARGET_SIZE) // 2
-            t = t[:, top:top + TARGET_SIZE]
+        if mode == "crop" and nh > target:
+            top = (nh - target) // 2
+            t = t[:, top:top + target]
         if mode == "pad":
-            t = _pad_white(t, TARGET_SIZE, TARGET_SIZE)
+            t = _pad_white(t, target, target)
         out.append(t)
     H = max(t.shape[1] for t in out)
     W = max(t.shape[2] for t in out)

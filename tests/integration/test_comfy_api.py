@@ -14,7 +14,9 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 LAVR_NODES = {"LaVRCameraTrajectoryBuilder", "LaVRLoadCameraTrajectory", "LaVRSaveCameraTrajectory",
-              "LaVRLoadPointCloud", "LaVRSavePointCloud"}
+              "LaVRLoadPointCloud", "LaVRSavePointCloud", "LaVRLoadCUT3R", "LaVREncodeSceneLatent",
+              "LaVRLoadVGGT", "LaVRVGGTGaussianDecode", "LaVRSaveSplat", "LaVRLoadSplat",
+              "LaVRLoadVideoModel", "LaVRSampler", "LaVRFused4DSampler", "LaVRLoadGen3R", "LaVRGen3RSampler"}
 
 
 def test_pack_loaded_without_errors(comfy):
@@ -53,7 +55,7 @@ def test_builder_definition(object_info):
 def test_model_folders_registered(comfy):
     # folder listing endpoint of ComfyUI: /models lists registered folder names
     folders = comfy.get("/models")
-    for name in ("cut3r", "vggt", "lavr"):
+    for name in ("cut3r", "vggt", "lavr", "gen3r"):
         assert name in folders, folders
 
 

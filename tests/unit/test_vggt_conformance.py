@@ -40,7 +40,9 @@ def test_tiny_golden_every_output_within_1e4():
     assert {r.name for r in reports} == OUTPUTS
     for r in reports:
         assert r.ok, r
-        assert r.max_abs_err < 1e-5, r  # measured 0 (bit-exact on torch 2.13 CPU); 1e-4 is the contract
+        # the contract is 1e-4 (r.ok); measured 0 with 2 torch threads and 1.6e-5 (depth_conf) with one,
+        # since CPU reductions split differently: keep a margin below the contract, not thread-exactness
+        assert r.max_abs_err < 5e-5, r
 
 
 def test_intermediates_match(tiny_model):
