@@ -41,8 +41,9 @@ if [ "${LAVR_SKIP_BROWSER:-0}" != 1 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq chromium >/dev/null
   fi
-  if [ ! -d "$HERE/tests/e2e/node_modules/playwright-core" ]; then
-    log "installing playwright-core (npm)"
+  if [ ! -d "$HERE/tests/e2e/node_modules/playwright-core" ] || [ ! -d "$HERE/tests/e2e/node_modules/@sparkjsdev/spark" ] \
+      || [ ! -d "$HERE/tests/e2e/node_modules/three" ]; then
+    log "installing the browser-test packages (npm: playwright-core, spz-js, spark, three)"
     (cd "$HERE/tests/e2e" && npm ci --silent --no-audit --no-fund 2>/dev/null || npm install --silent --no-audit --no-fund)
   fi
 fi

@@ -87,7 +87,10 @@ class DPTAdapter(nn.Module):
         h, w = image_size[0] // self.patch_size, image_size[1] // self.patch_size
         maps = []
         for i, t in enumerate(tokens):
-            grid = t.transpose(1, 2).reshape(t.shape[0], t.shape[2], h, w)
+            # channels-last, as the official code's tensors end up: its convolutions run ~15% faster
+            # that way, and a token tensor's own strides are not recognised as channels-last
+            grid = t.reshape(t.shape[0], h, w, t.shape[2]).permute(0, 3, 1, 2).contiguous(
+                memory_format=torch.channels_last)
             maps.append(self.scratch.layer_rn[i](self.act_postprocess[i](grid)))
         s = self.scratch
         # the stride-32 map is ceil(h/2) high; its x2 upsampling is cropped back to the stride-16 size

@@ -67,7 +67,8 @@ def pose_activation(raw: torch.Tensor, mode: tuple) -> torch.Tensor:
 
 def _dense(out: torch.Tensor, depth_mode, conf_mode, positive_z=False):
     """``[B, 4, H, W]`` -> points ``[B, H, W, 3]``, confidence ``[B, H, W]``."""
-    fmap = out.permute(0, 2, 3, 1)
+    # contiguous: the activations' norm on the strided NHWC view is ~20x slower on CPU
+    fmap = out.permute(0, 2, 3, 1).contiguous()
     return points_activation(fmap[..., :3], depth_mode, positive_z), confidence_activation(fmap[..., 3], conf_mode)
 
 
