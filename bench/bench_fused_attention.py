@@ -19,12 +19,19 @@ Peak memory is the extra memory one call needs above its inputs: on CUDA
 ``/proc/self/clear_refs``) with glibc's mmap threshold pinned at 64 KiB, so every large tensor is its
 own mapping and freed memory really leaves the process (the script re-executes itself with that set).
 
+With ``--block`` the unit timed is one whole Wan DiT block (``lavr_core.wan.model.WanBlock``: modulated
+self-attention with RoPE, cross-attention to 512 text tokens, FFN; Wan-1.3B widths when heads x
+head_dim = 1536) called through the hooks the Fused 4D sampler uses (``attn_fn`` per block, RoPE at
+the fused (v*T + t, row, column) positions), so the speed-up includes everything attention does not
+skip. Variants then are ``fused`` / ``dense`` (the fused mask) and ``full`` (Wan's own attention).
+
 Usage::
 
     python bench/bench_fused_attention.py                 # --size cpu (default)
     python bench/bench_fused_attention.py --size cpu-tiny
     python bench/bench_fused_attention.py --size gpu [--backward]
     python bench/bench_fused_attention.py --views 4 --times 6 --h 15 --w 26 --heads 2 --json out.json
+    python bench/bench_fused_attention.py --size gpu --block     # one Wan-1.3B block, fused vs full
 """
 
 from __future__ import annotations
@@ -107,6 +114,8 @@ def main(argv=None) -> int:
     p.add_argument("--backward", action="store_true", help="time forward+backward (flex only where it has one: CUDA)")
     p.add_argument("--variants", default="fused,dense,full",
                    help="comma list of fused, dense, full and flex-eager (uncompiled flex)")
+    p.add_argument("--block", action="store_true",
+                   help="time one whole Wan DiT block through the sampler's hooks instead of attention alone")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
 
@@ -132,6 +141,8 @@ def main(argv=None) -> int:
     unknown = set(variants) - {"fused", "flex-eager", "dense", "full"}
     if unknown:
         p.error(f"unknown variants {sorted(unknown)}")
+    if args.block and "flex-eager" in variants:
+        p.error("--block runs fused, dense and full only")
     if args.backward and device == "cpu":
         for name in ("fused", "flex-eager"):
             if name in variants:
@@ -147,7 +158,12 @@ def main(argv=None) -> int:
         if device == "cuda":
             torch.cuda.synchronize()
 
+    block_call = _block_runner(torch, views, times, h, w, heads, head_dim, device, dtype, args.backward) \
+        if args.block else None
+
     def call(name):
+        if block_call is not None:
+            return block_call(name)
         if name == "fused":
             out = fused_view_time_attention(q, k, v, views, times, s, backend="flex", compile=True)
         elif name == "flex-eager":  # torch's unfused reference path (what flex does on CPU uncompiled)
@@ -166,7 +182,8 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
     print(f"device: {device} ({name}), "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, dtype {str(dtype).split('.')[-1]}, "
-          f"{'forward+backward' if args.backward else 'forward'}")
+          f"{'forward+backward' if args.backward else 'forward'}"
+          f"{' of one Wan block (attention + cross-attention + FFN)' if args.block else ' of attention alone'}")
     if device == "cpu" and hasattr(os, "getloadavg"):
         print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
               "(other processes share the cores: compare variants, not absolute times)")
@@ -224,12 +241,50 @@ def main(argv=None) -> int:
     if args.json:
         from lavr_core.fileio import atomic_write_text
 
-        record = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        record = {"device": device, "unit": "wan_block" if args.block else "attention", "torch": torch.__version__,
+                  "threads": torch.get_num_threads(),
                   "dtype": str(dtype), "backward": args.backward, "views": views, "times": times, "h": h, "w": w,
                   "heads": heads, "head_dim": head_dim, "tokens": n, "density": density, "block_density": blocks,
                   "wall_s": wall, "cpu_s": cpu, "peak_bytes": peak, **results}
         atomic_write_text(args.json, json.dumps(record, indent=2))
     return 0
+
+
+def _block_runner(torch, views, times, h, w, heads, head_dim, device, dtype, backward):
+    """``call(name)`` running one random Wan block on the fused grid with the named attention."""
+    from lavr_core.attention import fused_rope_positions, fused_view_time_attention, wan_attention_fn
+    from lavr_core.wan.config import WanConfig
+    from lavr_core.wan.model import WanBlock, rope_for_positions, rope_tables
+
+    dim = heads * head_dim
+    config = WanConfig(dim=dim, in_dim=16, ffn_dim=8960 if dim == 1536 else 4 * dim, out_dim=16, num_heads=heads,
+                       num_layers=1)
+    torch.manual_seed(0)
+    block = WanBlock(config).to(device=device, dtype=dtype).requires_grad_(backward)
+    n = views * times * h * w
+    g = torch.Generator(device="cpu").manual_seed(1)
+    x = torch.randn(1, n, dim, generator=g).to(device=device, dtype=dtype).requires_grad_(backward)
+    ctx = torch.randn(1, config.text_len, dim, generator=g).to(device=device, dtype=dtype)
+    t_mod = torch.randn(1, 6, dim, generator=g).to(device=device) * 0.1
+    pos = fused_rope_positions(views, times, times, h, w)
+    rope = rope_for_positions(rope_tables(config), pos, device=device, dtype=torch.complex64)
+    grid = (views * times, h, w)
+    def fused(q, k, v):  # wan_attention_fn(..., "flex") with the kernel compiled on CPU too, as the attention runs
+        out = fused_view_time_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), views, times, h * w,
+                                        backend="flex", compile=True)
+        return out.transpose(1, 2).flatten(2)
+
+    fns = {"fused": fused, "dense": wan_attention_fn(views, times, h * w, "dense"), "full": None}
+
+    def call(name):
+        out = block(x, ctx, t_mod, rope, grid, attn_fn=fns[name])
+        if backward:
+            out.float().square().mean().backward()
+            x.grad = None
+            block.zero_grad(set_to_none=True)
+        return out
+
+    return call
 
 
 if __name__ == "__main__":

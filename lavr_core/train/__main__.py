@@ -19,6 +19,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
                        "train the VGGT4D Gaussian head (and temporal layers) on posed multi-view frames"),
     "procedural-data": ("lavr_core.train.data_multiview",
                         "write procedural multi-view scenes (random Gaussian blobs) in the training layout"),
+    "lavr-adapter": ("lavr_core.train.lavr_adapter",
+                     "train the LaVR scene-latent adapter (and ReCamMaster's camera / self-attention layers)"),
+    "multicam-data": ("lavr_core.train.data_multicam",
+                      "write procedural multi-camera videos with scene latents in the lavr-adapter layout"),
+    "fused4d": ("lavr_core.train.fused4d",
+                "fine-tune a Wan DiT's self-attention (or a LoRA) for the Fused 4D grid on homography-warped videos"),
 }
 
 

@@ -23,6 +23,7 @@ class RoPE2D:
     def __init__(self, base: float = 100.0):
         self.base = float(base)
         self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
+        self._gathered: list[tuple] = []
 
     def tables(self, half_dim: int, length: int, device, dtype) -> tuple[Tensor, Tensor]:
         """cos and sin ``[length, half_dim]`` for positions ``0 .. length-1``."""
@@ -39,10 +40,25 @@ class RoPE2D:
             self._cache[key] = hit
         return hit
 
+    def _tables_at(self, pos: Tensor, half: int, device, dtype) -> tuple[Tensor, ...]:
+        """cos/sin gathered at the rows' and columns' positions, ``4 x [B, 1, N, half]``.
+
+        Every block of a forward uses the same positions (q and k too): the gather is done once.
+        The key is the positions' storage and layout, and the entry holds the tensor itself so that
+        storage cannot be freed and reused by different positions while cached.
+        """
+        key = (pos.data_ptr(), tuple(pos.shape), tuple(pos.stride()), half, str(device), dtype)
+        for entry in self._gathered:
+            if entry[0] == key:
+                return entry[2]
+        p = pos.long()
+        cos, sin = self.tables(half, int(p.max()) + 1, device, dtype)
+        out = tuple(t[p[..., i]][:, None] for i in (0, 1) for t in (cos, sin))
+        self._gathered = [(key, pos, out), *self._gathered[:1]]  # frame and global attention
+        return out
+
     @staticmethod
-    def _rotate_1d(x: Tensor, pos: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        c = cos[pos][:, None]  # [B, 1, N, d]
-        s = sin[pos][:, None]
+    def _rotate_1d(x: Tensor, c: Tensor, s: Tensor) -> Tensor:
         a, b = x.chunk(2, dim=-1)
         return x * c + torch.cat([-b, a], dim=-1) * s
 
@@ -50,11 +66,9 @@ class RoPE2D:
         if x.shape[-1] % 4:
             raise ValueError(f"RoPE2D needs a head width divisible by 4, got {x.shape[-1]}")
         half = x.shape[-1] // 2
-        pos = pos.long()
-        cos, sin = self.tables(half, int(pos.max()) + 1, x.device, x.dtype)
+        cy, sy, cx, sx = self._tables_at(pos, half, x.device, x.dtype)
         y_part, x_part = x.chunk(2, dim=-1)
-        return torch.cat([self._rotate_1d(y_part, pos[..., 0], cos, sin),
-                          self._rotate_1d(x_part, pos[..., 1], cos, sin)], dim=-1)
+        return torch.cat([self._rotate_1d(y_part, cy, sy), self._rotate_1d(x_part, cx, sx)], dim=-1)
 
 
 def patch_positions(batch: int, grid_h: int, grid_w: int, num_special: int, device) -> Tensor:

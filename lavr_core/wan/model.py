@@ -14,6 +14,17 @@ to ``text_len``); timesteps in the scheduler's 0..1000 range.
 Subclasses add conditioning through two hooks of ``WanBlock`` (``condition_attention_input`` and
 ``condition_attention_output``) and a ``block_cond`` value that ``WanModel.forward`` hands to every
 block unchanged; ReCamMaster's camera layers (``recammaster.py``) are built that way.
+
+Two more hooks let a caller change *how* tokens attend without new parameters (the Fused 4D
+sampler's view-time grid, ``lavr_core.fused4d``):
+
+* ``rope_positions [L, 3]`` (``forward`` argument): per-token (frame, row, column) RoPE positions in
+  place of the plain grid's; subclasses may instead override ``WanModel.rope(grid, device)``.
+* ``self_attn_fn`` (``forward`` argument, or the ``WanModel.self_attn_fn`` attribute): the function
+  every block's self-attention calls instead of ``attention``: ``fn(q, k, v)`` with
+  ``[B, L, heads, head_dim]`` inputs and a ``[B, L, heads*head_dim]`` result. It is handed to the
+  blocks as an argument (never stored on them), so gradient checkpointing recomputes with it.
+Left at ``None`` both give exactly the plain model.
 """
 
 from __future__ import annotations
@@ -91,6 +102,26 @@ def apply_rope(x: torch.Tensor, rope: torch.Tensor, num_heads: int) -> torch.Ten
     return torch.view_as_real(xc * rope).flatten(3).to(x.dtype)
 
 
+def rope_for_positions(tables, positions: torch.Tensor, device=None,
+                       dtype: torch.dtype = torch.complex128) -> torch.Tensor:
+    """``[L, 1, head_dim/2]`` complex rotations for explicit per-token positions ``[L, 3]`` (frame, row, column).
+
+    With the positions of a plain ``(f, h, w)`` grid this equals ``rope_for_grid``.
+    """
+    if positions.ndim != 2 or positions.shape[1] != 3 or positions.dtype.is_floating_point or positions.is_complex():
+        raise InputError(f"RoPE positions must be an integer tensor [tokens, 3] (frame, row, column); got "
+                         f"{positions.dtype} {tuple(positions.shape)}.",
+                         "Build them with lavr_core.attention.fused_rope_positions(...).")
+    pos = positions.to("cpu", torch.long)
+    for col, (table, axis) in enumerate(zip(tables, ("frame", "row", "column"))):
+        if pos.numel() and (int(pos[:, col].min()) < 0 or int(pos[:, col].max()) >= table.shape[0]):
+            raise InputError(f"A RoPE {axis} position is outside 0..{table.shape[0] - 1} "
+                             f"(got {int(pos[:, col].min())}..{int(pos[:, col].max())}).",
+                             "Use fewer views or frames, or a smaller resolution.")
+    rot = torch.cat([table[pos[:, col]] for col, table in enumerate(tables)], dim=-1)
+    return rot.unsqueeze(1).to(device=device, dtype=dtype)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Multi-head attention of ``[B, L, heads, head_dim]`` tensors -> ``[B, L, heads*head_dim]``.
 
@@ -127,11 +158,12 @@ class WanSelfAttention(nn.Module):
         self.norm_q = WanRMSNorm(dim, eps)
         self.norm_k = WanRMSNorm(dim, eps)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: torch.Tensor, attn_fn=None) -> torch.Tensor:
+        """``attn_fn``: replaces ``attention`` (same contract) when given, e.g. a masked attention."""
         q = apply_rope(self.norm_q(self.q(x)), rope, self.num_heads)
         k = apply_rope(self.norm_k(self.k(x)), rope, self.num_heads)
         v = self.v(x).unflatten(2, (self.num_heads, -1))
-        return self.o(attention(q, k, v))
+        return self.o((attn_fn or attention)(q, k, v))
 
 
 class WanCrossAttention(nn.Module):
@@ -197,11 +229,12 @@ class WanBlock(nn.Module):
         return a
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, t_mod: torch.Tensor, rope: torch.Tensor,
-                grid: Grid, block_cond=None, context_img: torch.Tensor | None = None) -> torch.Tensor:
+                grid: Grid, block_cond=None, context_img: torch.Tensor | None = None,
+                attn_fn=None) -> torch.Tensor:
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = (self.modulation.float() + t_mod.float()).chunk(6, dim=1)
         h = _modulate(self.norm1(x), shift_a, scale_a)
         h = self.condition_attention_input(h, grid, block_cond)
-        a = self.condition_attention_output(self.self_attn(h, rope), block_cond)
+        a = self.condition_attention_output(self.self_attn(h, rope, attn_fn), block_cond)
         x = x + (a.float() * gate_a).to(x.dtype)
         x = x + self.cross_attn(self.norm3(x), context, context_img)
         h = _modulate(self.norm2(x), shift_f, scale_f)
@@ -264,8 +297,12 @@ class WanModel(nn.Module):
             self.img_emb = WanImageEmbedding(config.image_dim, dim)
         self.rope_dtype = torch.complex128
         self.gradient_checkpointing = False
+        #: Default self-attention override for every block (``None``: Wan's full attention); a
+        #: ``forward(self_attn_fn=...)`` argument takes precedence for that call.
+        self.self_attn_fn = None
         self._rope_tables = None
         self._rope_cache = None
+        self._positions_rope_cache = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -322,6 +359,19 @@ class WanModel(nn.Module):
             self._rope_cache = (key, rope_for_grid(self._rope_tables, grid, device=device, dtype=self.rope_dtype))
         return self._rope_cache[1]
 
+    def rope_at(self, positions: torch.Tensor, device) -> torch.Tensor:
+        """RoPE rotations for explicit per-token positions ``[L, 3]``, cached for the last positions
+        (a sampler passes the same ones at every step)."""
+        positions = positions.detach()
+        cached = self._positions_rope_cache
+        key = (tuple(positions.shape), torch.device(device), self.rope_dtype)
+        if cached is None or cached[0] != key or not torch.equal(cached[1], positions.to(cached[1].device)):
+            if self._rope_tables is None:
+                self._rope_tables = rope_tables(self.config)
+            rot = rope_for_positions(self._rope_tables, positions, device=device, dtype=self.rope_dtype)
+            self._positions_rope_cache = cached = (key, positions.to("cpu", torch.long).clone(), rot)
+        return cached[2]
+
     def condition_tokens(self, tokens: torch.Tensor, grid: Grid, token_cond) -> torch.Tensor:
         """Hook for subclasses: change the patch embeddings ``[B, L, dim]`` before the blocks (Gen3R
         adds its camera adapter's features here). The plain model leaves them alone."""
@@ -329,7 +379,8 @@ class WanModel(nn.Module):
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor, *,
                 clip_feature: torch.Tensor | None = None, y: torch.Tensor | None = None,
-                block_cond=None, token_cond=None) -> torch.Tensor:
+                block_cond=None, token_cond=None, rope_positions: torch.Tensor | None = None,
+                self_attn_fn=None) -> torch.Tensor:
         """Velocity prediction ``[B, out_dim, F, H, W]``.
 
         Args:
@@ -340,6 +391,11 @@ class WanModel(nn.Module):
             y: I2V only: conditioning latents concatenated to ``x`` along channels.
             block_cond: passed unchanged to every block's conditioning hooks (ReCamMaster: ``cam_emb``).
             token_cond: passed to ``condition_tokens`` after the patch embedding when not ``None``.
+            rope_positions: optional ``[f*h*w, 3]`` integer (frame, row, column) RoPE position of every
+                token (after patchifying, in token order); ``None`` uses ``self.rope(grid)``.
+            self_attn_fn: optional replacement of every block's self-attention kernel
+                (``fn(q, k, v)``, ``[B, L, heads, head_dim]`` -> ``[B, L, heads*head_dim]``);
+                ``None`` uses ``self.self_attn_fn`` (itself ``None`` = full attention).
         """
         t, t_mod = self.embed_time(timestep)
         context = self.embed_text(context)
@@ -354,13 +410,22 @@ class WanModel(nn.Module):
         tokens, grid = self.patchify(x)
         if token_cond is not None:
             tokens = self.condition_tokens(tokens, grid, token_cond)
-        rope = self.rope(grid, tokens.device)
+        if rope_positions is None:
+            rope = self.rope(grid, tokens.device)
+        else:
+            if rope_positions.shape[0] != tokens.shape[1]:
+                raise InputError(f"{rope_positions.shape[0]} RoPE positions were given for {tokens.shape[1]} tokens.",
+                                 "Give one (frame, row, column) position per token of the patchified latents.")
+            rope = self.rope_at(rope_positions, tokens.device)
+        attn_fn = self_attn_fn if self_attn_fn is not None else self.self_attn_fn
+        # Only passed when set, so block subclasses with the original signature keep working.
+        extra = {} if attn_fn is None else {"attn_fn": attn_fn}
         for block in self.blocks:
             args = (tokens, context, t_mod, rope, grid, block_cond, context_img)
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                tokens = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+                tokens = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False, **extra)
             else:
-                tokens = block(*args)
+                tokens = block(*args, **extra)
         return self.unpatchify(self.head(tokens, t), grid)
 
 
