@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from ..wan.scheduler import FlowMatchScheduler, shift_sigmas
+from ..wan.scheduler import FlowMatchScheduler, check_schedule_args, shift_sigmas
 
 #: Gen3R's sampling defaults (``infer.py``: guidance 5; ``gen3r.yaml``: shift 2; the pipeline: 50 steps).
 GEN3R_STEPS = 50
@@ -54,15 +54,9 @@ class DiffusersFlowMatchScheduler(FlowMatchScheduler):
         if training:
             raise InputError("Gen3R's diffusers schedule is for inference only.",
                              "Use lavr_core.wan.scheduler.FlowMatchScheduler for training.")
-        if int(num_steps) != num_steps or num_steps < 1:
-            raise InputError(f"Steps {num_steps!r} is not a positive whole number.", "Use e.g. 50.")
-        if not 0.0 < denoise <= 1.0:
-            raise InputError(f"Denoise {denoise!r} is outside (0, 1].", "Use 1.0 to start from pure noise.")
+        num_steps = check_schedule_args(num_steps, denoise, shift, "Gen3R uses 2.0.")
         if shift is not None:
-            if not shift > 0:
-                raise InputError(f"Shift {shift!r} must be positive.", "Gen3R uses 2.0.")
             self.shift = float(shift)
-        num_steps = int(num_steps)
         n = self.num_train_timesteps
         sigma_max, sigma_min = self._bounds()
         t = torch.linspace(sigma_max * n, sigma_min * n, num_steps, dtype=torch.float64)

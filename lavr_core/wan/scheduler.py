@@ -21,6 +21,17 @@ def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * sigmas / (1 + (shift - 1) * sigmas)
 
 
+def check_schedule_args(num_steps, denoise: float, shift: float | None, shift_hint: str) -> int:
+    """Validate a schedule request (every flow scheduler in the pack); returns the step count."""
+    if int(num_steps) != num_steps or num_steps < 1:
+        raise InputError(f"Steps {num_steps!r} is not a positive whole number.", "Use e.g. 50.")
+    if not 0.0 < denoise <= 1.0:
+        raise InputError(f"Denoise {denoise!r} is outside (0, 1].", "Use 1.0 to start from pure noise.")
+    if shift is not None and not shift > 0:
+        raise InputError(f"Shift {shift!r} must be positive.", shift_hint)
+    return int(num_steps)
+
+
 @dataclass
 class FlowMatchScheduler:
     """Wan's flow-matching scheduler.
@@ -48,15 +59,9 @@ class FlowMatchScheduler:
         ``denoise`` in (0, 1] starts the schedule at ``sigma = denoise`` (before the shift), i.e.
         partial re-noising of an input; 1 starts from pure noise.
         """
-        if int(num_steps) != num_steps or num_steps < 1:
-            raise InputError(f"Steps {num_steps!r} is not a positive whole number.", "Use e.g. 50.")
-        if not 0.0 < denoise <= 1.0:
-            raise InputError(f"Denoise {denoise!r} is outside (0, 1].", "Use 1.0 to start from pure noise.")
+        num_steps = check_schedule_args(num_steps, denoise, shift, "ReCamMaster uses 5.0.")
         if shift is not None:
-            if not shift > 0:
-                raise InputError(f"Shift {shift!r} must be positive.", "ReCamMaster uses 5.0.")
             self.shift = float(shift)
-        num_steps = int(num_steps)
         start = self.sigma_min + (self.sigma_max - self.sigma_min) * denoise
         if self.extra_one_step:
             sigmas = torch.linspace(start, self.sigma_min, num_steps + 1)[:-1]
