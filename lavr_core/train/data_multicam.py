@@ -29,11 +29,11 @@ a training pair; every other camera of the scene can be its target.
 ``procedural_multicam_scene`` / ``write_procedural_multicam`` make small synthetic scenes for tests:
 cameras at the origin looking into a spherical environment of coloured blobs. Camera 0 (the source)
 only ever looks at the front half; the target cameras look sideways or back, where a per-scene
-random backdrop colour and blobs are that the source never shows. The scene latent written for
-camera 0 is **synthetic**: a fixed random projection of the whole environment's description (blob
-directions and colours, backdrop colour), standing in for a reconstruction model's scene memory. It
-therefore carries exactly the information the source pixels lack, which is what a test of the
-adapter's plumbing needs.
+random backdrop colour (or one of a small palette, ``back_palette``) and blobs are that the
+source never shows. The scene latent written for camera 0 is **synthetic**: a fixed random
+projection of the whole environment's description (blob directions and colours, backdrop colour),
+standing in for a reconstruction model's scene memory. It therefore carries exactly the information
+the source pixels lack, which is what a test of the adapter's plumbing needs.
 """
 
 from __future__ import annotations
@@ -277,7 +277,15 @@ def _yaw(deg: float) -> torch.Tensor:
     return torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]], dtype=torch.float64)
 
 
-def _environment(seed: int, front_blobs: int, back_blobs: int) -> dict[str, torch.Tensor]:
+#: Backdrop colours of the hidden half with ``back_palette = K``: the first K of these.
+BACK_PALETTE = ((0.9, 0.1, 0.1), (0.1, 0.8, 0.2), (0.15, 0.2, 0.95), (0.95, 0.9, 0.2),
+                (0.9, 0.2, 0.9), (0.1, 0.9, 0.9), (0.5, 0.5, 0.5), (0.05, 0.05, 0.05))
+
+
+def _environment(seed: int, front_blobs: int, back_blobs: int, back_palette: int = 0) -> dict[str, torch.Tensor]:
+    if not 0 <= back_palette <= len(BACK_PALETTE):
+        raise InputError(f"back_palette={back_palette} is not between 0 and {len(BACK_PALETTE)}.",
+                         "Use 0 (any colour) or a small palette size.")
     g = torch.Generator().manual_seed(int(seed))
 
     def dirs(n, front):
@@ -286,9 +294,12 @@ def _environment(seed: int, front_blobs: int, back_blobs: int) -> dict[str, torc
         el = (torch.rand(n, generator=g) * 2 - 1) * math.radians(20)
         return torch.stack([torch.cos(el) * torch.sin(az), torch.sin(el), torch.cos(el) * torch.cos(az)], -1)
 
-    return {"front_dirs": dirs(front_blobs, True), "front_cols": torch.rand(front_blobs, 3, generator=g),
-            "back_dirs": dirs(back_blobs, False), "back_cols": torch.rand(back_blobs, 3, generator=g),
-            "front_base": 0.3 + 0.4 * torch.rand(3, generator=g), "back_base": torch.rand(3, generator=g)}
+    env = {"front_dirs": dirs(front_blobs, True), "front_cols": torch.rand(front_blobs, 3, generator=g),
+           "back_dirs": dirs(back_blobs, False), "back_cols": torch.rand(back_blobs, 3, generator=g),
+           "front_base": 0.3 + 0.4 * torch.rand(3, generator=g), "back_base": torch.rand(3, generator=g)}
+    if back_palette:  # seed mod K: consecutive scenes never share the hidden colour
+        env["back_base"] = torch.tensor(BACK_PALETTE[int(seed) % back_palette])
+    return env
 
 
 def _render(env: dict[str, torch.Tensor], R: torch.Tensor, K: torch.Tensor, height: int, width: int,
@@ -311,22 +322,26 @@ def _render(env: dict[str, torch.Tensor], R: torch.Tensor, K: torch.Tensor, heig
 def _synthetic_tokens(env: dict[str, torch.Tensor], tokens: int, width: int, snapshots: int, seed: int) -> torch.Tensor:
     """``[snapshots, tokens, width]``: one token per blob ([direction, colour, kind]) and one per
     backdrop, each also carrying both backdrop colours (a scene memory spreads global facts over its
-    slots, as CUT3R's state does), through a projection that is the same for every scene (a fixed
-    "encoder"), with a little per-snapshot noise, then zero rows up to ``tokens``."""
+    slots, as CUT3R's state does); the remaining slots carry only those global facts. The features
+    go through a projection that is the same for every scene (a fixed "encoder"), every slot adds a
+    fixed embedding of its own (CUT3R's state starts from learned tokens), plus a little
+    per-snapshot noise. No slot is the same in every scene: a constant slot would let an adapter
+    attend to it alone and ignore the scene (seen in training runs with zero padding slots)."""
     rows = [torch.cat([d, c, torch.tensor([1.0, 0.0])]) for d, c in zip(env["front_dirs"], env["front_cols"])]
     rows += [torch.cat([d, c, torch.tensor([0.0, 1.0])]) for d, c in zip(env["back_dirs"], env["back_cols"])]
     rows += [torch.cat([torch.zeros(3), env["front_base"], torch.tensor([1.0, 1.0])]),
              torch.cat([torch.zeros(3), env["back_base"], torch.tensor([-1.0, 1.0])])]
+    if len(rows) > tokens:
+        raise InputError(f"The procedural scene needs {len(rows)} state tokens; {tokens} were asked for.",
+                         "Ask for more state tokens or fewer blobs.")
+    rows += [torch.zeros(8)] * (tokens - len(rows))
     glob = torch.cat([env["front_base"], env["back_base"]])
     feats = torch.stack([torch.cat([r, glob]) for r in rows])
-    if feats.shape[0] > tokens:
-        raise InputError(f"The procedural scene needs {feats.shape[0]} state tokens; {tokens} were asked for.",
-                         "Ask for more state tokens or fewer blobs.")
-    proj = torch.randn(feats.shape[1], width, generator=torch.Generator().manual_seed(12345)) / math.sqrt(feats.shape[1])
+    fixed = torch.Generator().manual_seed(12345)
+    proj = torch.randn(feats.shape[1], width, generator=fixed) / math.sqrt(feats.shape[1])
+    slots = 0.3 * torch.randn(tokens, width, generator=fixed)
     g = torch.Generator().manual_seed(int(seed) + 777)
-    out = torch.zeros(snapshots, tokens, width)
-    out[:, : feats.shape[0]] = (feats @ proj)[None] + 0.01 * torch.randn(snapshots, feats.shape[0], width, generator=g)
-    return out
+    return (feats @ proj + slots)[None] + 0.01 * torch.randn(snapshots, tokens, width, generator=g)
 
 
 @dataclass
@@ -345,14 +360,20 @@ class ProceduralMultiCam:
 def procedural_multicam_scene(seed: int, cameras: int = 3, frames: int = 5, height: int = 64, width: int = 64,
                               front_blobs: int = 4, back_blobs: int = 4, state_tokens: int = 16,
                               state_dim: int = 32, state_every: int = 1, fov_deg: float = 60.0,
-                              target_heading: tuple[float, float] = (110.0, 180.0)) -> ProceduralMultiCam:
+                              target_heading: tuple[float, float] = (110.0, 180.0),
+                              back_palette: int = 0) -> ProceduralMultiCam:
     """A procedural scene (module docstring). ``cam00`` pans from -10 to +10 degrees (front only);
     camera ``j >= 1`` starts at a random heading in ``target_heading`` degrees to the left or right
-    and pans 30 degrees further round, so it sees mostly the back half, unseen by ``cam00``."""
+    and pans 30 degrees further round, so it sees mostly the back half, unseen by ``cam00``.
+
+    ``back_palette``: 0 = the hidden backdrop colour is uniformly random; K > 0 = it is colour
+    ``seed mod K`` of ``BACK_PALETTE``. A few discrete colours keep what must be learnt from the
+    scene latent small: through a (random) VAE the target's latents are a strongly nonlinear
+    function of a continuous colour, which a few dozen scenes cannot pin down."""
     if cameras < 2 or frames < 1:
         raise InputError(f"A procedural scene needs >= 2 cameras and >= 1 frame (got {cameras}, {frames}).",
                          "Ask for more cameras or frames.")
-    env = _environment(seed, front_blobs, back_blobs)
+    env = _environment(seed, front_blobs, back_blobs, back_palette)
     f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
     K = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=torch.float64)
     g = torch.Generator().manual_seed(int(seed) + 1)
@@ -412,12 +433,15 @@ def add_arguments(ap) -> None:
     ap.add_argument("--state-tokens", type=int, default=16)
     ap.add_argument("--state-dim", type=int, default=32)
     ap.add_argument("--back-blobs", type=int, default=4, help="blobs on the back half (unseen by the source)")
+    ap.add_argument("--back-palette", type=int, default=0,
+                    help="0: random hidden backdrop colours; K: one of K fixed colours (seed mod K)")
     ap.add_argument("--seed", type=int, default=0)
 
 
 def main(args) -> int:
     paths = write_procedural_multicam(args.out, args.scenes, seed=args.seed, cameras=args.cameras, frames=args.frames,
                                       height=args.height, width=args.width, state_tokens=args.state_tokens,
-                                      state_dim=args.state_dim, back_blobs=args.back_blobs)
+                                      state_dim=args.state_dim, back_blobs=args.back_blobs,
+                                      back_palette=args.back_palette)
     print(f"wrote {len(paths)} scenes under {args.out}")
     return 0

@@ -3,9 +3,11 @@
 ``python -m lavr_core.train lavr-adapter --data DIR --out DIR --base step20000.ckpt --vae wan_2.1_vae.safetensors
 [--cut3r cut3r_512_dpt_4_64.pth] [options]``
 
-Each step takes a scene (``data_multicam`` layout), a source camera that has a scene latent (cached
-in ``scene_latents/``, or computed with ``--cut3r``) and another camera of the scene as the target,
-and does one ReCamMaster flow-matching step with LaVR's conditioning:
+Each step takes ``--batch-size`` pairs (default 1), each drawn independently: a scene
+(``data_multicam`` layout), a source camera that has a scene latent (cached in ``scene_latents/``,
+or computed with ``--cut3r``) and another camera of the scene as the target, with its own timestep
+and noise; all pairs go through the DiT as one batch, for one ReCamMaster flow-matching step with
+LaVR's conditioning:
 
 * both videos go through the frozen Wan VAE (posterior mean; latents cached in memory, or read
   from ``latents/<cam>.safetensors``), giving ``x_src``, ``x_tgt`` ``[1, C, F, h, w]``;
@@ -13,7 +15,14 @@ and does one ReCamMaster flow-matching step with LaVR's conditioning:
   ``n`` is added to the target only: ``x_t = (1 - s_i) x_tgt + s_i n``; the source stays clean;
 * the target cameras are ``inv(source c2w_0) @ target c2w_{4j}`` (ReCamMaster's training
   convention), the source poses come from the scene latent (CUT3R's, world = its first camera);
-* ``loss = w_i * MSE(v_target_half, n - x_tgt)`` with ReCamMaster's training weights ``w_i``.
+* ``loss = w_i * MSE(v_target_half, n - x_tgt)`` with ReCamMaster's training weights ``w_i``,
+  averaged over the batch.
+
+Why a batch helps the scene branch: the part of the target that only the scene latent can explain
+differs from scene to scene, and with one pair per step its gradient is buried under the
+flow-matching noise of that one sample; several scenes per step give the adapter a contrast to
+learn from (``tests/unit/test_train_lavr_adapter.py``: in brief CPU runs with one pair per step
+the adapter mostly learned scene-independent frames; with 8, it used the scene's content).
 
 Trained: the adapter, plus every DiT parameter whose name contains one of ``--train`` (default
 ``cam_encoder,projector,self_attn``, as ReCamMaster trains; ``none`` = adapter only); everything
@@ -54,6 +63,8 @@ import torch.nn.functional as F
 from ..errors import CheckpointError, InputError
 from ..fileio import atomic_write_text, atomic_writer
 from ..lavr import LavrAdapterConfig, LavrModel, SceneTokens, attach_adapter, read_adapter, save_adapter
+from ..lavr.model import FEATURES_KW, LATENTS_KW
+from ..wan.model import pad_context
 from ..wan.recammaster import VAE_TEMPORAL_STRIDE
 from ..wan.scheduler import FlowMatchScheduler
 from .data_multicam import MultiCamDataset, MultiCamScene, read_scene_tokens
@@ -93,6 +104,7 @@ class TrainOptions:
     weighting: str = "recammaster"       # loss weight per timestep: ReCamMaster's bump, or "uniform"
     cache_latents: bool = False          # write latents/<cam>.safetensors for every video before training
     grad_clip: float = 1.0
+    batch_size: int = 1                  # pairs per step (each its own scene, timestep and noise)
     val_data: str | None = None
     val_scenes: int = 0
     val_timesteps: tuple[int, ...] = (100, 300, 500, 700, 900)
@@ -270,26 +282,64 @@ class Pair:
     target: str
 
 
-def pair_loss(model: LavrModel, data: TrainingData, pair: Pair, step_index: int, noise: torch.Tensor,
-              sched: FlowMatchScheduler, device: torch.device, scene: SceneTokens | None, weighted: bool = True,
-              autocast: torch.dtype | None = None) -> torch.Tensor:
-    """The (weighted) flow-matching loss of one source -> target pair at schedule index ``step_index``,
-    conditioned on ``scene`` (the source's scene latent; None: plain ReCamMaster)."""
-    src = data.latents(pair.scene, pair.source).to(device)
-    tgt = data.latents(pair.scene, pair.target).to(device)
-    if src.shape != tgt.shape:
-        raise InputError(f"Cameras {pair.source} and {pair.target} of {pair.scene.folder} give latents "
-                         f"{tuple(src.shape)} and {tuple(tgt.shape)}.", "Give every camera of a scene the same video size and length.")
-    Fn, hw = src.shape[2], tuple(src.shape[-2:])
-    cam = target_cam_emb(pair.scene.c2w[pair.source], pair.scene.c2w[pair.target], Fn).to(device)
-    x = torch.cat([sched.add_noise(tgt, noise.to(device), step_index), src], dim=2)
-    t = sched.timesteps[step_index].reshape(1).to(device)
-    ctx = data.context(pair.scene).to(device)
+@dataclass
+class Sample:
+    """One element of a training batch: a pair, its schedule index, its noise ``[1, C, F, h, w]`` and
+    the scene latent to condition on (None: plain ReCamMaster)."""
+
+    pair: Pair
+    step_index: int
+    noise: torch.Tensor
+    scene: SceneTokens | None
+
+
+def batch_loss(model: LavrModel, data: TrainingData, samples: list[Sample], sched: FlowMatchScheduler,
+               device: torch.device, weighted: bool = True, autocast: torch.dtype | None = None) -> torch.Tensor:
+    """The mean (weighted) flow-matching loss of ``samples``, run through the DiT as one batch.
+    Every sample must have a scene latent, or none must (a batch is conditioned one way)."""
+    return sample_losses(model, data, samples, sched, device, weighted, autocast).mean()
+
+
+def sample_losses(model: LavrModel, data: TrainingData, samples: list[Sample], sched: FlowMatchScheduler,
+                  device: torch.device, weighted: bool = True, autocast: torch.dtype | None = None) -> torch.Tensor:
+    """``[len(samples)]``: each sample's (weighted) flow-matching MSE, from one batched forward."""
+    if not samples:
+        raise InputError("A training batch needs at least one pair.", "Pass --batch-size >= 1.")
+    if len({s.scene is None for s in samples}) > 1:
+        raise InputError("A batch mixes pairs with and without a scene latent.", "Condition every pair the same way.")
+    xs, ts, cams, ctxs, targets, weights, lat, feat = [], [], [], [], [], [], [], []
+    for s in samples:
+        src = data.latents(s.pair.scene, s.pair.source).to(device)
+        tgt = data.latents(s.pair.scene, s.pair.target).to(device)
+        if src.shape != tgt.shape:
+            raise InputError(f"Cameras {s.pair.source} and {s.pair.target} of {s.pair.scene.folder} give latents "
+                             f"{tuple(src.shape)} and {tuple(tgt.shape)}.",
+                             "Give every camera of a scene the same video size and length.")
+        if targets and tgt.shape != targets[0].shape:
+            raise InputError(f"Scenes of one batch give latents of different sizes ({tuple(tgt.shape)} and "
+                             f"{tuple(targets[0].shape)}).", "Pass --size HxW and --frames N, or --batch-size 1.")
+        noise = s.noise.to(device)
+        Fn, hw = src.shape[2], tuple(src.shape[-2:])
+        cam = target_cam_emb(s.pair.scene.c2w[s.pair.source], s.pair.scene.c2w[s.pair.target], Fn).to(device)
+        xs.append(torch.cat([sched.add_noise(tgt, noise, s.step_index), src], dim=2))
+        ts.append(sched.timesteps[s.step_index].reshape(1))
+        cams.append(cam)
+        ctxs.append(data.context(s.pair.scene))
+        targets.append(FlowMatchScheduler.training_target(tgt, noise))
+        weights.append(sched.training_weight(s.step_index) if weighted else 1.0)
+        if s.scene is not None:
+            with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                kw = model.condition_kwargs(s.scene, cam, Fn, hw)
+            lat.append(kw[LATENTS_KW])
+            feat.append(kw[FEATURES_KW])
+    if len({tuple(c.shape) for c in ctxs}) > 1:  # captions of different lengths: Wan's own zero padding
+        ctxs = [pad_context(c, model.config.text_len) for c in ctxs]
+    kw = {LATENTS_KW: torch.cat(lat), FEATURES_KW: torch.cat(feat, dim=1)} if lat else {}
+    Fn = targets[0].shape[2]
     with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-        kw = model.condition_kwargs(scene, cam, Fn, hw) if scene is not None else {}
-        v = model(x, t, ctx, cam, **kw)[:, :, :Fn]
-    loss = F.mse_loss(v.float(), FlowMatchScheduler.training_target(tgt, noise.to(device)))
-    return loss * sched.training_weight(step_index) if weighted else loss
+        v = model(torch.cat(xs), torch.cat(ts).to(device), torch.cat(ctxs).to(device), torch.cat(cams), **kw)[:, :, :Fn]
+    per = (v.float() - torch.cat(targets)).pow(2).flatten(1).mean(1)
+    return per * torch.tensor(weights, device=per.device)
 
 
 def _check_weighting(name: str) -> bool:
@@ -342,11 +392,10 @@ def evaluate(model: LavrModel, data: TrainingData, indices: list[int], opts: Tra
             elif mode == "shuffled":  # the next pair from another scene
                 other = next(p for p in pairs[k + 1:] + pairs[:k] if p.scene.folder != pair.scene.folder)
                 scene = data.scene_tokens(other.scene, other.source)
-            for t in by_t:
-                g = torch.Generator().manual_seed(opts.seed * 1_000_003 + k * 1009 + t)
-                noise = torch.randn(shape, generator=g)
-                by_t[t].append(float(pair_loss(model, data, pair, t, noise, sched, device, scene, weighted=False,
-                                               autocast=autocast)))
+            samples = [Sample(pair, t, torch.randn(shape, generator=torch.Generator().manual_seed(
+                opts.seed * 1_000_003 + k * 1009 + t)), scene) for t in by_t]
+            for t, v in zip(by_t, sample_losses(model, data, samples, sched, device, False, autocast).tolist()):
+                by_t[t].append(v)
     finally:
         model.adapter = adapter
         model.train(was)
@@ -555,17 +604,20 @@ def train(opts: TrainOptions, base=None, vae=None, cut3r=None, log: Callable[[st
     use_scene = not opts.no_scene
     weighted = _check_weighting(opts.weighting)
     model.train()
+    if opts.batch_size < 1:
+        raise InputError(f"--batch-size {opts.batch_size} must be at least 1.", "Pass --batch-size 1 or more.")
     while step < opts.steps:
-        scene = dataset[train_idx[int(torch.randint(len(train_idx), (1,), generator=gen))]]
-        sources = data.sources(scene)
-        src = sources[int(torch.randint(len(sources), (1,), generator=gen))]
-        targets = [c for c in scene.cameras if c != src]
-        tgt = targets[int(torch.randint(len(targets), (1,), generator=gen))]
-        idx = int(torch.randint(len(sched.timesteps), (1,), generator=gen))
-        noise = torch.randn(data.latents(scene, tgt).shape, generator=gen)
-        tokens = data.scene_tokens(scene, src) if use_scene else None
-        loss = pair_loss(model, data, Pair(scene, src, tgt), idx, noise, sched, device, tokens, weighted=weighted,
-                         autocast=autocast)
+        samples = []
+        for _ in range(opts.batch_size):
+            scene = dataset[train_idx[int(torch.randint(len(train_idx), (1,), generator=gen))]]
+            sources = data.sources(scene)
+            src = sources[int(torch.randint(len(sources), (1,), generator=gen))]
+            targets = [c for c in scene.cameras if c != src]
+            tgt = targets[int(torch.randint(len(targets), (1,), generator=gen))]
+            idx = int(torch.randint(len(sched.timesteps), (1,), generator=gen))
+            noise = torch.randn(data.latents(scene, tgt).shape, generator=gen)
+            samples.append(Sample(Pair(scene, src, tgt), idx, noise, data.scene_tokens(scene, src) if use_scene else None))
+        loss = batch_loss(model, data, samples, sched, device, weighted=weighted, autocast=autocast)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if opts.grad_clip > 0:
@@ -632,6 +684,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--weighting", default=d.weighting, help="loss weight per timestep: 'recammaster' (its "
                     "training weights, ~0 at pure noise) or 'uniform'")
     ap.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    ap.add_argument("--batch-size", type=int, default=d.batch_size,
+                    help="pairs per step (each its own scene, timestep, noise), run as one batch")
     ap.add_argument("--val-data", help="held-out scenes")
     ap.add_argument("--val-scenes", type=int, default=0, help="hold out the last N scenes of --data instead")
     ap.add_argument("--val-timesteps", type=lambda s: tuple(int(v) for v in s.split(",")), default=d.val_timesteps,
