@@ -341,7 +341,8 @@ class WanModel(nn.Module):
                                  "Use video sizes divisible by 16 pixels (8x VAE, 2x patch).")
         tokens = self.patch_embedding(x.to(self.patch_embedding.weight.dtype))
         grid = tuple(tokens.shape[2:])
-        return tokens.flatten(2).transpose(1, 2), grid
+        # contiguous: a strided residual stream makes every add slow and every LayerNorm copy
+        return tokens.flatten(2).transpose(1, 2).contiguous(), grid
 
     def unpatchify(self, tokens: torch.Tensor, grid: Grid) -> torch.Tensor:
         """Head output ``[B, f*h*w, pt*ph*pw*out_dim]`` (patch offsets before channels) -> ``[B, out_dim, F, H, W]``."""
