@@ -49,9 +49,12 @@ import torch
 from torch import nn
 
 DEFAULT_ROOT = Path("/tmp/official")
-UPSTREAM = {"cut3r": "https://github.com/CUT3R/CUT3R", "vggt": "https://github.com/facebookresearch/vggt"}
+UPSTREAM = {"cut3r": "https://github.com/CUT3R/CUT3R", "vggt": "https://github.com/facebookresearch/vggt",
+            "recammaster": "https://github.com/KwaiVGI/ReCamMaster", "gen3r": "https://github.com/JaceyHuang/Gen3R"}
 #: A file that every usable tree has.
-MARKER = {"cut3r": "src/dust3r/model.py", "vggt": "vggt/models/aggregator.py"}
+MARKER = {"cut3r": "src/dust3r/model.py", "vggt": "vggt/models/aggregator.py",
+          "recammaster": "diffsynth/models/wan_video_dit.py",
+          "gen3r": "gen3r/models/videoxfun_wan/wan_transformer3d.py"}
 
 
 class OfficialTreeMissing(RuntimeError):
@@ -59,7 +62,7 @@ class OfficialTreeMissing(RuntimeError):
 
 
 def find_tree(name: str, path: str | Path | None = None) -> Path:
-    """The official tree of ``name`` (``cut3r`` / ``vggt``), or ``OfficialTreeMissing`` with how to get it."""
+    """The official tree of ``name`` (a key of ``UPSTREAM``), or ``OfficialTreeMissing`` with how to get it."""
     root = Path(path) if path else DEFAULT_ROOT / name
     if not (root / MARKER[name]).is_file():
         raise OfficialTreeMissing(

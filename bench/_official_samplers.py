@@ -53,50 +53,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-DEFAULT_ROOT = Path("/tmp/official")
-UPSTREAM = {"recammaster": "https://github.com/KwaiVGI/ReCamMaster", "gen3r": "https://github.com/JaceyHuang/Gen3R"}
-#: A file every usable tree has.
-MARKER = {"recammaster": "diffsynth/models/wan_video_dit.py",
-          "gen3r": "gen3r/models/videoxfun_wan/wan_transformer3d.py"}
+from _official import DEFAULT_ROOT, MALLOC_ENV, OfficialTreeMissing, find_tree, proc_status, require_tree, tree_revision  # noqa: E402,F401
+
 #: The commits the reference data (shared/reference/*/README.md) was written against.
 REFERENCE_COMMIT = {"recammaster": "39c0dc2e7b0469789216adedfd0d220325633866",
                     "gen3r": "1df25b63a8de618a0568924dc2e6dfb43e925039"}
-
-
-class OfficialTreeMissing(RuntimeError):
-    pass
-
-
-def find_tree(name: str, path: str | Path | None = None) -> Path:
-    """The official tree of ``name`` (``recammaster`` / ``gen3r``), or ``OfficialTreeMissing`` saying how to get it."""
-    root = Path(path) if path else DEFAULT_ROOT / name
-    if not (root / MARKER[name]).is_file():
-        raise OfficialTreeMissing(
-            f"The official {name} code was not found at {root} (no {MARKER[name]}).\n"
-            f"Get it with:  git clone {UPSTREAM[name]} {root}\n"
-            f"or pass --official DIR pointing at a checkout. It is only read, never copied into this repo.")
-    return root
-
-
-def require_tree(name: str, path: str | Path | None = None) -> Path:
-    """``find_tree`` for a command-line script: prints the message and exits with status 2."""
-    try:
-        return find_tree(name, path)
-    except OfficialTreeMissing as e:
-        print(str(e), file=sys.stderr)
-        raise SystemExit(2)
-
-
-def tree_revision(root: Path) -> str:
-    """The commit of an official tree: ``git rev-parse`` of a checkout, else a ``COMMIT`` file, else 'unknown'."""
-    if (root / ".git").exists():
-        try:
-            return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            pass
-    f = root / "COMMIT"
-    return f.read_text().strip() if f.is_file() else "unknown"
 
 
 # ------------------------------------------------------------------------------------ module shims
@@ -255,20 +216,6 @@ def load_strict(model: nn.Module, state_dict: dict, what: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ measurement
-#: glibc settings for CPU peak-memory workers: every allocation above 64 KiB is its own mapping, so
-#: freed tensors leave the process and the resident set follows live memory.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-
-
-def proc_status(field: str) -> int:
-    """A ``/proc/self/status`` size field (``VmRSS``, ``VmHWM``) in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 class PeakRSS:
     """Peak resident set growth over the moment ``start()`` is called.
 
@@ -330,6 +277,38 @@ def timer(device: str):
         return time.perf_counter()
 
     return now, sync
+
+
+def measured_run(run, device: str, steps: int) -> dict:
+    """Time one sampler run and measure its peak memory over the state right after loading.
+
+    CPU: resident-set high-water mark (``PeakRSS``); CUDA: ``max_memory_allocated`` minus the allocation
+    after loading, plus the absolute peak. Returns seconds and CPU seconds per step with the memory.
+    """
+    import gc
+
+    now, sync = timer(device)
+    gc.collect()
+    sync()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        after_load = torch.cuda.memory_allocated()
+    else:
+        rss = PeakRSS()
+        rss.start()
+        after_load = rss.base
+    t0, c0 = now(), time.process_time()
+    out = run()
+    wall, cpu = now() - t0, time.process_time() - c0
+    if device == "cuda":
+        peak_abs = torch.cuda.max_memory_allocated()
+        result = {"peak": peak_abs - after_load, "peak_abs": peak_abs, "reserved": torch.cuda.max_memory_reserved(),
+                  "memory": "cuda max_memory_allocated - allocated after load"}
+    else:
+        result = {"peak": rss.peak(), "peak_abs": None, "memory": rss.method.replace("before the step", "after load")}
+    del out
+    result.update({"seconds_per_step": wall / steps, "cpu_seconds_per_step": cpu / steps, "after_load": after_load})
+    return result
 
 
 def median(values):

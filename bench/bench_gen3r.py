@@ -53,7 +53,6 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,7 +249,6 @@ def worker(args) -> dict:
     offs.thread_settings(args.threads)
     cfg = bench_config(args)
     dev, dtype = args.device, dtype_of(args)
-    now, sync = offs.timer(dev)
     if args.worker == "official":
         off = offs.import_gen3r(Path(args.official))
         model = load_official(off, cfg, Path(args.weights), dev, dtype)
@@ -258,27 +256,8 @@ def worker(args) -> dict:
         model = load_ours(cfg, Path(args.weights), dev, dtype)
     inp = load_inputs(Path(args.inputs), dev)
     run = official_sampler(model, inp, args.steps, dtype) if args.worker == "official" else ours_sampler(model, inp, args.steps)
-    gc.collect()
-    sync()
-    if dev == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        after_load = torch.cuda.memory_allocated()
-    else:
-        rss = offs.PeakRSS()
-        rss.start()
-        after_load = rss.base
-    t0, c0 = now(), time.process_time()
-    out = run()
-    wall, cpu = now() - t0, time.process_time() - c0
-    if dev == "cuda":
-        peak_abs = torch.cuda.max_memory_allocated()
-        result = {"peak": peak_abs - after_load, "peak_abs": peak_abs, "reserved": torch.cuda.max_memory_reserved(),
-                  "memory": "cuda max_memory_allocated - allocated after load"}
-    else:
-        result = {"peak": rss.peak(), "peak_abs": None, "memory": rss.method.replace("before the step", "after load")}
-    del out
-    result.update({"impl": args.worker, "frames": args.frames, "seconds_per_step": wall / args.steps,
-                   "cpu_seconds_per_step": cpu / args.steps, "after_load": after_load})
+    result = offs.measured_run(run, dev, args.steps)
+    result.update({"impl": args.worker, "frames": args.frames})
     return result
 
 

@@ -51,7 +51,6 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,7 +227,6 @@ def worker(args) -> dict:
     offs.thread_settings(args.threads)
     cfg = bench_config(args)
     dev, dtype = args.device, dtype_of(args)
-    now, sync = offs.timer(dev)
     off = offs.import_recammaster(Path(args.official)) if args.worker == "official" else None
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -236,27 +234,8 @@ def worker(args) -> dict:
              else load_ours(cfg, Path(args.weights), dev, dtype))
     inp = load_inputs(Path(args.inputs), dev)
     run = official_sampler(off, model, inp, args.steps, dtype) if off is not None else ours_sampler(model, inp, args.steps, dtype)
-    gc.collect()
-    sync()
-    if dev == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        after_load = torch.cuda.memory_allocated()
-    else:
-        rss = offs.PeakRSS()
-        rss.start()
-        after_load = rss.base
-    t0, c0 = now(), time.process_time()
-    out = run()
-    wall, cpu = now() - t0, time.process_time() - c0
-    if dev == "cuda":
-        peak_abs = torch.cuda.max_memory_allocated()
-        result = {"peak": peak_abs - after_load, "peak_abs": peak_abs, "reserved": torch.cuda.max_memory_reserved(),
-                  "memory": "cuda max_memory_allocated - allocated after load"}
-    else:
-        result = {"peak": rss.peak(), "peak_abs": None, "memory": rss.method.replace("before the step", "after load")}
-    del out
-    result.update({"impl": args.worker, "frames": args.frames, "seconds_per_step": wall / args.steps,
-                   "cpu_seconds_per_step": cpu / args.steps, "after_load": after_load})
+    result = offs.measured_run(run, dev, args.steps)
+    result.update({"impl": args.worker, "frames": args.frames})
     return result
 
 
