@@ -40,6 +40,7 @@ import torch
 
 from ..errors import InputError
 from ..fileio import atomic_writer
+from .common import pick_device
 from ..fused4d.layout import GridTokens, latent_times
 from ..fused4d.reference import REFERENCE_MODES
 from ..fused4d.weights import FORMAT, attach_lora, lora_state_dict, self_attention_state_dict
@@ -196,15 +197,9 @@ def _trainable(dit, opts: Fused4DTrainOptions) -> list[torch.nn.Parameter]:
     return params
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def train(opts: Fused4DTrainOptions, models=None, log: Callable[[str], None] = print) -> Fused4DTrainResult:
     """Run the fine-tune; ``models`` = ``(dit, vae)`` overrides loading (tests)."""
-    device = _device(opts.device)
+    device = pick_device(opts.device)
     dit, vae = models if models is not None else _load_models(opts, device)
     dit.to(device)
     vae.to(device)

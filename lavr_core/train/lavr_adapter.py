@@ -51,9 +51,8 @@ folder first (delete those caches when changing the VAE, the frame count or the 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -61,7 +60,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, InputError
-from ..fileio import atomic_write_text, atomic_writer
+from ..fileio import atomic_writer
+from .common import parse_size, pick_device, read_log, read_state, save_state, write_log, write_options
 from ..lavr import LavrAdapterConfig, LavrModel, SceneTokens, attach_adapter, read_adapter, save_adapter
 from ..lavr.model import FEATURES_KW, LATENTS_KW
 from ..wan.model import pad_context
@@ -406,12 +406,6 @@ def evaluate(model: LavrModel, data: TrainingData, indices: list[int], opts: Tra
 
 # ------------------------------------------------------------------------------------- building
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def tiny_random_base(seed: int = 0):
     """A small random ReCamMaster (``wan.config.TINY``, camera layers at ReCamMaster's start), for smoke tests."""
     from ..wan.config import TINY
@@ -506,9 +500,7 @@ def _save(model: LavrModel, base_keys: list[str], opt: torch.optim.Optimizer, ge
     w = save_adapter(model, out / WEIGHTS_FILE, base_keys=base_keys,
                      info={"step": step, "trainer": "lavr_core.train lavr-adapter", "data": str(opts.data),
                            "base": str(opts.base), "no_scene": opts.no_scene, "train": opts.train})
-    state = {"step": step, "optimizer": opt.state_dict(), "generator": gen.get_state(), "format_version": 1}
-    with atomic_writer(out / STATE_FILE, "wb") as f:
-        torch.save(state, f)
+    save_state(out / STATE_FILE, step, opt, gen)
     return w
 
 
@@ -517,12 +509,7 @@ def _read_state(out: Path) -> dict:
     if not ((out / WEIGHTS_FILE).is_file() and spath.is_file()):
         raise CheckpointError(f"Cannot resume: {out} lacks {WEIGHTS_FILE} or {STATE_FILE}.",
                               "Point --out at a folder a previous run wrote, or drop --resume.")
-    try:
-        state = torch.load(spath, map_location="cpu", weights_only=True)
-        int(state["step"]), state["optimizer"], state["generator"]
-    except (KeyError, ValueError, RuntimeError, TypeError, EOFError) as e:
-        raise CheckpointError(f"{spath} is not a usable training state ({e}).",
-                              "Delete it to restart the optimizer from the saved weights, or train afresh.") from e
+    state = read_state(spath)
     _, _, meta = read_adapter(out / WEIGHTS_FILE)
     if int(meta["info"].get("step", -1)) != int(state["step"]):
         raise CheckpointError(f"{WEIGHTS_FILE} is from step {meta['info'].get('step')} but {STATE_FILE} from step "
@@ -530,16 +517,12 @@ def _read_state(out: Path) -> dict:
     return state
 
 
-def _write_log(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
 # ------------------------------------------------------------------------------------- training
 
 def train(opts: TrainOptions, base=None, vae=None, cut3r=None, log: Callable[[str], None] = print) -> TrainResult:
     """Run training as ``opts`` says (``base`` / ``vae`` / ``cut3r``: already built models instead of files)."""
     t_start = time.perf_counter()
-    device = _device(opts.device)
+    device = pick_device(opts.device)
     if opts.threads:
         torch.set_num_threads(opts.threads)
     torch.manual_seed(opts.seed)
@@ -593,13 +576,11 @@ def train(opts: TrainOptions, base=None, vae=None, cut3r=None, log: Callable[[st
     if opts.cache_latents:
         n = len(write_latents_caches(data))
         log(f"wrote {n} VAE latent caches (latents/<cam>.safetensors in the scene folders)")
-    atomic_write_text(out / OPTIONS_FILE, json.dumps(asdict(opts), indent=1, default=str))
+    write_options(out / OPTIONS_FILE, opts)
     autocast = torch.bfloat16 if (device.type == "cuda" and opts.bf16) else None
     sched = FlowMatchScheduler(shift=5.0)
     sched.set_timesteps(1000, training=True)
-    rows: list[dict] = []
-    if opts.resume and (out / LOG_FILE).is_file():
-        rows = [json.loads(line) for line in (out / LOG_FILE).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_log(out / LOG_FILE) if opts.resume else []
     result = TrainResult(steps=step)
     use_scene = not opts.no_scene
     weighted = _check_weighting(opts.weighting)
@@ -630,7 +611,7 @@ def train(opts: TrainOptions, base=None, vae=None, cut3r=None, log: Callable[[st
             log(f"step {step}/{opts.steps} loss {result.losses[-1]:.5f}")
         if opts.save_every and step % opts.save_every == 0 and step < opts.steps:
             _save(model, base_keys, opt, gen, step, out, opts)
-            _write_log(out / LOG_FILE, rows)
+            write_log(out / LOG_FILE, rows)
     result.weights_path = _save(model, base_keys, opt, gen, step, out, opts)
     result.steps = step
     if val is not None:
@@ -639,20 +620,12 @@ def train(opts: TrainOptions, base=None, vae=None, cut3r=None, log: Callable[[st
         rows.append({"step": step, "val": result.val})
         log(f"held-out flow-matching mse after {step} steps: "
             + ", ".join(f"{m} {v['mse']:.5f}" for m, v in result.val.items()))
-    _write_log(out / LOG_FILE, rows)
+    write_log(out / LOG_FILE, rows)
     result.seconds = time.perf_counter() - t_start
     return result
 
 
 # ------------------------------------------------------------------------------------------ CLI
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HxW (e.g. 480x832)") from None
-    return h, w
-
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     d = TrainOptions(data="", out="")
@@ -674,7 +647,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="adapter latent frames (0: one per target latent frame)")
     ap.add_argument("--state-every", type=int, default=d.state_every, help="CUT3R state snapshots every k frames")
     ap.add_argument("--frames", type=int, help="video frames to use (4k+1; default: as many as fit)")
-    ap.add_argument("--size", type=_size, help="train at HxW (multiples of 16; default: the videos' size)")
+    ap.add_argument("--size", type=parse_size, help="train at HxW (multiples of 16; default: the videos' size)")
     ap.add_argument("--context", help="safetensors with 'context' [tokens, text_dim]: umT5 features used when a "
                     "scene has no context.safetensors")
     ap.add_argument("--context-tokens", type=int, help="rows of the zero context (default: the DiT's 512)")

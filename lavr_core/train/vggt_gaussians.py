@@ -38,10 +38,9 @@ of the training-free start and of the trained head is measured and logged.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -50,7 +49,7 @@ import torch.nn.functional as F
 
 from ..camera.transforms import invert_pose
 from ..errors import CheckpointError, InputError
-from ..fileio import atomic_write_text, atomic_writer
+from .common import parse_size, pick_device, read_log, read_state, save_state, write_log, write_options
 from ..vggt4d.init_free import InitConfig
 from ..vggt4d.model import VGGT4D, VGGT4DConfig, VGGT4DPrediction
 from ..vggt4d.weights import load_weights, save_weights
@@ -238,12 +237,6 @@ def _split(views: int, opts: TrainOptions, gen: torch.Generator | None) -> tuple
 
 # ------------------------------------------------------------------------------------- training
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _load_vggt(opts: TrainOptions, device: torch.device):
     from ..vggt import load_vggt
 
@@ -252,17 +245,11 @@ def _load_vggt(opts: TrainOptions, device: torch.device):
     return load_vggt(opts.vggt, device=device)
 
 
-def _write_log(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
 def _save(model: VGGT4D, opt: torch.optim.Optimizer, gen: torch.Generator, step: int, out: Path,
           opts: TrainOptions) -> Path:
     w = save_weights(model, out / WEIGHTS_FILE, info={"step": step, "trainer": "lavr_core.train vggt-gaussians",
                                                        "data": str(opts.data), "vggt": str(opts.vggt)})
-    state = {"step": step, "optimizer": opt.state_dict(), "generator": gen.get_state(), "format_version": 1}
-    with atomic_writer(out / STATE_FILE, "wb") as f:
-        torch.save(state, f)
+    save_state(out / STATE_FILE, step, opt, gen)
     return w
 
 
@@ -272,9 +259,9 @@ def _resume(model: VGGT4D, opt: torch.optim.Optimizer, gen: torch.Generator, out
         raise CheckpointError(f"Cannot resume: {out} lacks {WEIGHTS_FILE} or {STATE_FILE}.",
                               "Point --out at a folder a previous run wrote, or drop --resume.")
     meta = load_weights(model, wpath)
+    state = read_state(spath)
+    step = int(state["step"])
     try:
-        state = torch.load(spath, map_location="cpu", weights_only=True)
-        step = int(state["step"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
@@ -289,7 +276,7 @@ def _resume(model: VGGT4D, opt: torch.optim.Optimizer, gen: torch.Generator, out
 def train(opts: TrainOptions, vggt=None, log: Callable[[str], None] = print) -> TrainResult:
     """Run training as ``opts`` says (``vggt``: an already built VGGT instead of ``opts.vggt``)."""
     t_start = time.perf_counter()
-    device = _device(opts.device)
+    device = pick_device(opts.device)
     if opts.threads:
         torch.set_num_threads(opts.threads)
     torch.manual_seed(opts.seed)
@@ -319,11 +306,9 @@ def train(opts: TrainOptions, vggt=None, log: Callable[[str], None] = print) -> 
     opt = torch.optim.Adam(params, lr=opts.lr)
     gen = torch.Generator().manual_seed(opts.seed)
     step = _resume(model, opt, gen, out) if opts.resume else 0
-    atomic_write_text(out / OPTIONS_FILE, json.dumps(asdict(opts), indent=1, default=str))
+    write_options(out / OPTIONS_FILE, opts)
     autocast = torch.bfloat16 if (device.type == "cuda" and opts.bf16) else None
-    rows: list[dict] = []
-    if opts.resume and (out / LOG_FILE).is_file():
-        rows = [json.loads(line) for line in (out / LOG_FILE).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_log(out / LOG_FILE) if opts.resume else []
     result = TrainResult(steps=step)
     if val is not None and step == 0:
         result.val_before = evaluate(model, val, opts, device, use_head=False)
@@ -361,7 +346,7 @@ def train(opts: TrainOptions, vggt=None, log: Callable[[str], None] = print) -> 
             log(f"step {step}: held-out mse {v['mse']:.5f} psnr {v['psnr']:.2f} dB")
         if opts.save_every and step % opts.save_every == 0:
             _save(model, opt, gen, step, out, opts)
-            _write_log(out / LOG_FILE, rows)
+            write_log(out / LOG_FILE, rows)
     result.weights_path = _save(model, opt, gen, step, out, opts)
     result.steps = step
     if val is not None:
@@ -369,20 +354,12 @@ def train(opts: TrainOptions, vggt=None, log: Callable[[str], None] = print) -> 
         rows.append({"step": step, "val": result.val_after})
         log(f"held-out render error after {step} steps: mse {result.val_after['mse']:.5f} "
             f"psnr {result.val_after['psnr']:.2f} dB")
-    _write_log(out / LOG_FILE, rows)
+    write_log(out / LOG_FILE, rows)
     result.seconds = time.perf_counter() - t_start
     return result
 
 
 # ------------------------------------------------------------------------------------------ CLI
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HxW (e.g. 294x518)") from None
-    return h, w
-
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     d = TrainOptions(data="", out="")
@@ -410,7 +387,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on CUDA")
-    ap.add_argument("--image-size", type=_size, help="train at HxW (multiples of 14; default: each scene's own)")
+    ap.add_argument("--image-size", type=parse_size, help="train at HxW (multiples of 14; default: each scene's own)")
     ap.add_argument("--init-scale-factor", type=float, default=d.init_scale_factor,
                     help="training-free Gaussian size in pixel footprints")
     ap.add_argument("--threads", type=int, default=0,
