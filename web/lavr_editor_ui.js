@@ -13,6 +13,7 @@
 // or away from the viewer); the diamond is the keyframe's look-at point. Double-click adds a
 // keyframe, Delete/Backspace removes the selected one.
 
+import { el, injectCss } from "./lavr_dom.js";
 import {
   add, sub, scale, column, splitC2W, matrixToQuat, focalFromFov, fovFromFocal, sampleKeyframePath, dist,
 } from "./lavr_math.js";
@@ -57,31 +58,12 @@ const CSS = `
 .lavr-frame{min-width:78px;text-align:right;font-variant-numeric:tabular-nums}
 `;
 
-function injectCss() {
-  if (document.getElementById("lavr-editor-css")) return;
-  const s = document.createElement("style");
-  s.id = "lavr-editor-css";
-  s.textContent = CSS;
-  document.head.appendChild(s);
-}
-
-function el(tag, attrs = {}, children = []) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v;
-    else if (k === "text") e.textContent = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) e.appendChild(c);
-  return e;
-}
 
 const num = (v, fallback) => (typeof v === "number" && Number.isFinite(v) ? v : fallback);
 
 export class TrajectoryEditor {
   constructor(host, { nodeId = "" } = {}) {
-    injectCss();
+    injectCss("lavr-editor-css", CSS);
     this.host = host;
     this.state = defaultState();
     this.error = null;

@@ -8,6 +8,7 @@
 // Mouse: left-drag orbits, right-, middle- or shift-drag pans, the wheel zooms, double-click (or
 // "Fit") frames the splats again, looking down +z like the source camera.
 
+import { el, injectCss } from "./lavr_dom.js";
 import { OrbitCamera } from "./lavr_view3d.js";
 import { concatSplats, formatOfName, parseManifest, parseSplatFile } from "./splat_parse.js";
 import { robustBounds, viewOf } from "./splat_math.js";
@@ -33,25 +34,6 @@ const CSS = `
 .lavr-splat-frame{min-width:70px;text-align:right;font-variant-numeric:tabular-nums}
 `;
 
-function injectCss() {
-  if (document.getElementById("lavr-splat-css")) return;
-  const s = document.createElement("style");
-  s.id = "lavr-splat-css";
-  s.textContent = CSS;
-  document.head.appendChild(s);
-}
-
-function el(tag, attrs = {}, children = []) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v;
-    else if (k === "text") e.textContent = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) e.appendChild(c);
-  return e;
-}
 
 const CACHE_FRAMES = 12;
 
@@ -93,7 +75,7 @@ export async function resolveSource(entries, fetchBytes) {
 export class SplatPreview {
   /** `forceCanvas2D` skips WebGL2 (the fallback renderer, for tests and broken drivers). */
   constructor(host, { nodeId = "", forceCanvas2D = false } = {}) {
-    injectCss();
+    injectCss("lavr-splat-css", CSS);
     this.host = host;
     this.cam = new OrbitCamera();
     this.cam.yaw = 0;
